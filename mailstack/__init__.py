@@ -1,0 +1,1 @@
+"""mailstack: a provider-grade e-mail platform as infrastructure as code."""

@@ -1,0 +1,90 @@
+"""The inventory contract: the hosts of one environment, as pyinfra and testinfra see them.
+
+The Pulumi program exports it as the stack output `inventory`; the lab writes the same model to
+its state directory. `inventory/hcloud.py` and `inventory/lab.py` turn it into pyinfra groups.
+"""
+
+import json
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+
+from pydantic import Field
+
+from mailstack.settings.base import Model
+from mailstack.settings.topology import ROLES, Role
+
+
+class InventoryHost(Model):
+    """One host and how to reach it."""
+
+    name: str = Field(description="Host name, also the pyinfra host name.")
+    roles: list[Role] = Field(min_length=1, description="Roles this host carries.")
+    private_ip: IPv4Address = Field(description="Address on the private network.")
+    public_ipv4: IPv4Address | None = Field(None, description="Public IPv4 address, if any.")
+    public_ipv6: IPv6Address | None = Field(None, description="Public IPv6 address, if any.")
+    ssh_address: str = Field(description="Address pyinfra and testinfra connect to over SSH.")
+
+
+class LoadBalancerAddress(Model):
+    """Where one load balancer answers."""
+
+    name: str = Field(description="Load balancer name.")
+    purpose: str = Field(description="'smtp', 'mailaccess' or 'http'.")
+    private_ip: IPv4Address = Field(description="Address on the private network.")
+    public_ipv4: IPv4Address | None = Field(None, description="Public IPv4 address.")
+    public_ipv6: IPv6Address | None = Field(None, description="Public IPv6 address.")
+
+
+class Inventory(Model):
+    """All hosts of one environment."""
+
+    stack: str = Field(description="Stack whose settings describe it (stacks/Pulumi.<stack>.yaml).")
+    environment: str = Field(description="Environment name.")
+    ssh_user: str = Field("root", description="User pyinfra logs in as.")
+    ssh_key_file: str | None = Field(
+        None, description="Private key to log in with (the lab's); None uses the SSH agent."
+    )
+    hosts: list[InventoryHost] = Field(description="Every host, in a stable order.")
+    load_balancers: list[LoadBalancerAddress] = Field(
+        default_factory=list, description="The load balancers' addresses."
+    )
+
+    def with_role(self, role: Role) -> list[InventoryHost]:
+        return [host for host in self.hosts if role in host.roles]
+
+    def host(self, name: str) -> InventoryHost:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    def pyinfra_groups(self) -> dict[str, list[tuple[str, dict]]]:
+        """Groups by role, each host as (ssh address, host data) for a pyinfra inventory file."""
+        groups: dict[str, list[tuple[str, dict]]] = {}
+        for role in ROLES:
+            groups[role] = [
+                (host.ssh_address, self.host_data(host)) for host in self.with_role(role)
+            ]
+        return groups
+
+    def host_data(self, host: InventoryHost) -> dict:
+        data = {
+            "name": host.name,
+            "roles": list(host.roles),
+            "private_ip": str(host.private_ip),
+            "stack": self.stack,
+            "ssh_user": self.ssh_user,
+        }
+        if self.ssh_key_file:
+            data["ssh_key"] = self.ssh_key_file
+            # Lab hosts are recreated often; their host keys are not worth pinning.
+            data["ssh_known_hosts_file"] = "/dev/null"
+            data["ssh_strict_host_key_checking"] = "no"
+        return data
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Inventory":
+        return cls.model_validate(json.loads(Path(path).read_text()))

@@ -1,0 +1,62 @@
+"""The typed settings of the whole platform: the single source of truth for every environment.
+
+`Settings` is the root. Per-environment values live in `stacks/Pulumi.<env>.yaml` under the
+config key `mailstack:settings`; `load_stack_file` reads and validates one.
+"""
+
+from pydantic import Field, model_validator
+
+from mailstack.settings.base import Model
+from mailstack.settings.dns import DnsSettings
+from mailstack.settings.environment import EnvironmentSettings
+from mailstack.settings.network import NetworkSettings
+from mailstack.settings.policies import MailPolicySettings
+from mailstack.settings.tls import TlsSettings
+from mailstack.settings.topology import TopologySettings
+
+
+class Settings(Model):
+    """Everything that describes one environment of the platform."""
+
+    environment: EnvironmentSettings = Field(description="Name, location, domains and admins.")
+    topology: TopologySettings = Field(
+        TopologySettings(), description="Hosts per role and their sizes."
+    )
+    network: NetworkSettings = Field(NetworkSettings(), description="The private network.")
+    mail: MailPolicySettings = Field(
+        MailPolicySettings(), description="Greylisting, limits, spam and size policies."
+    )
+    tls: TlsSettings = Field(description="Certificates for every TLS endpoint.")
+    dns: DnsSettings = Field(DnsSettings(), description="DNS records and policies.")
+
+    @model_validator(mode="after")
+    def _addresses_fit(self) -> "Settings":
+        from mailstack.topology import plan_hosts, plan_load_balancers
+
+        subnet = self.network.subnet
+        seen: dict[str, str] = {}
+        things = [(h.name, h.private_ip) for h in plan_hosts(self)]
+        things += [(lb.name, lb.private_ip) for lb in plan_load_balancers(self)]
+        for name, address in things:
+            # The first address is the network's, the next one Hetzner's gateway, the last broadcast.
+            if address not in subnet or address in (
+                subnet.network_address,
+                subnet.network_address + 1,
+                subnet.broadcast_address,
+            ):
+                raise ValueError(
+                    f"network.offsets put {name} at {address}, outside the usable part of "
+                    f"subnet {subnet}"
+                )
+            if str(address) in seen:
+                raise ValueError(
+                    f"network.offsets give {name} and {seen[str(address)]} the same address "
+                    f"{address}"
+                )
+            seen[str(address)] = name
+        return self
+
+
+from mailstack.settings.stackfile import SettingsError, load_stack_file  # noqa: E402
+
+__all__ = ["Settings", "SettingsError", "load_stack_file"]

@@ -1,0 +1,179 @@
+"""Mail policies: greylisting, outbound limits, spam thresholds, DNSBLs, sizes and quotas."""
+
+from ipaddress import IPv4Network, IPv6Network
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from mailstack.settings.base import FQDN, Model, Slug
+
+
+class GreylistingSettings(Model):
+    """Greylisting of unauthenticated inbound mail at RCPT time, shared by every MX node."""
+
+    enabled: bool = Field(True, description="Greylist first attempts from unknown senders.")
+    delay_seconds: int = Field(
+        300,
+        ge=0,
+        le=3600,
+        description="How long a new (client network, sender, recipient) triplet must wait "
+        "before its retry is accepted.",
+    )
+    retry_window_seconds: int = Field(
+        2 * 86400,
+        ge=600,
+        description="How long after the first attempt a retry is still accepted; a later "
+        "retry starts over.",
+    )
+    expiry_seconds: int = Field(
+        35 * 86400,
+        ge=86400,
+        description="How long a passed triplet or an auto-allowed client network stays known "
+        "without being seen again.",
+    )
+    auto_allow_after: int = Field(
+        5,
+        ge=0,
+        description="After this many successful retries from a client network it is no longer "
+        "greylisted (0 turns auto-allowing off).",
+    )
+    ipv4_prefix: int = Field(
+        24,
+        ge=8,
+        le=32,
+        description="Prefix length that groups IPv4 clients into one network, so senders "
+        "retrying from another address of their pool pass.",
+    )
+    ipv6_prefix: int = Field(
+        64, ge=16, le=128, description="Prefix length that groups IPv6 clients into one network."
+    )
+    allow_client_networks: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list, description="Client addresses and networks never greylisted."
+    )
+    allow_client_hostname_suffixes: list[FQDN] = Field(
+        default_factory=list,
+        description="Clients whose verified reverse host name ends in one of these domains are "
+        "never greylisted.",
+    )
+    allow_sender_domains: list[FQDN] = Field(
+        default_factory=list, description="Envelope sender domains never greylisted."
+    )
+    allow_recipients: list[str] = Field(
+        default_factory=list,
+        description="Recipients (full addresses, or '@domain') that receive mail ungreylisted, "
+        "e.g. postmaster and abuse.",
+    )
+    use_shipped_allowlist: bool = Field(
+        True,
+        description="Also allow the shipped list of big senders' pools that retry from other "
+        "addresses than the first attempt.",
+    )
+
+
+class RecipientLimit(Model):
+    """A number of recipients allowed in a sliding time window."""
+
+    recipients: int = Field(ge=1, description="Recipients allowed per window.")
+    window_seconds: int = Field(ge=1, le=86400, description="Length of the sliding window.")
+
+
+class OutboundLimitSettings(Model):
+    """Limit on recipients that an authenticated user may send to, across the whole cluster."""
+
+    enabled: bool = Field(True, description="Enforce the limit on authenticated submission.")
+    default: RecipientLimit = Field(
+        RecipientLimit(recipients=60, window_seconds=300),
+        description="The limit for every user without a class.",
+    )
+    classes: dict[Slug, RecipientLimit] = Field(
+        default_factory=lambda: {
+            "newsletter": RecipientLimit(recipients=5000, window_seconds=3600)
+        },
+        description="Named limit classes (e.g. for newsletter senders); a mailbox's class is set "
+        "in the account data.",
+    )
+    on_store_failure: Literal["defer", "allow"] = Field(
+        "defer",
+        description="What to answer when the shared state (Valkey) is unreachable: 'defer' makes "
+        "the client retry later, 'allow' lets mail out unlimited.",
+    )
+    report_after_hits: int = Field(
+        3,
+        ge=1,
+        description="Report a user (log line and metric) who hits the limit this many times "
+        "within one window, a sign of a compromised account.",
+    )
+
+
+class SpamSettings(Model):
+    """Spam score thresholds of the before-queue scan."""
+
+    add_header_score: float = Field(
+        6.0, description="From this score on, a message is delivered with a spam header."
+    )
+    reject_score: float = Field(15.0, description="From this score on, a message is refused.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SpamSettings":
+        if self.reject_score <= self.add_header_score:
+            raise ValueError("reject_score must be greater than add_header_score")
+        return self
+
+
+class Dnsbl(Model):
+    """One DNS blocklist consulted by postscreen, with its weight."""
+
+    zone: FQDN = Field(description="The DNSBL zone queried with the reversed client address.")
+    weight: int = Field(
+        description="Points added when the client is listed (negative for allow lists)."
+    )
+    reply_filter: str | None = Field(
+        None,
+        description="Only these reply addresses count, as a postscreen filter such as "
+        "'127.0.0.[2..11]'; empty means any reply.",
+    )
+
+
+def _default_dnsbls() -> list[Dnsbl]:
+    return [
+        Dnsbl(zone="zen.spamhaus.org", weight=3, reply_filter="127.0.0.[2..11]"),
+        Dnsbl(zone="b.barracudacentral.org", weight=2, reply_filter="127.0.0.2"),
+        Dnsbl(zone="bl.spamcop.net", weight=1, reply_filter="127.0.0.2"),
+        Dnsbl(zone="list.dnswl.org", weight=-2, reply_filter="127.0.[0..255].[1..3]"),
+    ]
+
+
+class MailPolicySettings(Model):
+    """What the platform accepts, scans and limits."""
+
+    greylisting: GreylistingSettings = Field(
+        GreylistingSettings(), description="Greylisting of inbound mail."
+    )
+    outbound_limit: OutboundLimitSettings = Field(
+        OutboundLimitSettings(), description="Outbound recipient limit per user."
+    )
+    spam: SpamSettings = Field(SpamSettings(), description="Spam score thresholds.")
+    dnsbls: list[Dnsbl] = Field(
+        default_factory=_default_dnsbls, description="DNS blocklists weighted by postscreen."
+    )
+    dnsbl_threshold: int = Field(
+        3, ge=1, description="Postscreen refuses a client whose DNSBL weights add up to this."
+    )
+    message_size_limit_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024 * 1024, description="Largest message accepted, in bytes."
+    )
+    default_quota_mib: int = Field(
+        5120, ge=0, description="Mailbox quota for new mailboxes in MiB (0 means no quota)."
+    )
+    quota_exceeded: Literal["defer", "reject"] = Field(
+        "defer",
+        description="Delivery to a full mailbox: 'defer' keeps the mail queued and retries, "
+        "'reject' bounces it.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_dnsbls(self) -> "MailPolicySettings":
+        zones = [d.zone for d in self.dnsbls]
+        if len(zones) != len(set(zones)):
+            raise ValueError("dnsbls lists a zone twice")
+        return self

@@ -1,0 +1,87 @@
+"""The hosts an environment consists of, derived from its settings.
+
+One plan feeds both worlds: the Pulumi program creates Hetzner servers from it and the lab
+creates local hosts from it, so host names, roles and private addresses are the same in both.
+"""
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from mailstack.settings.topology import ROLES, Role
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """One host to create."""
+
+    name: str
+    roles: tuple[Role, ...]
+    private_ip: IPv4Address
+    server_type: str
+    volume_size_gb: int
+    index: int
+    """1-based position of the host within its (first) role."""
+
+
+@dataclass(frozen=True)
+class LoadBalancerPlan:
+    """One load balancer to create (in the lab: served by the load-balancer host)."""
+
+    name: str
+    purpose: str
+    private_ip: IPv4Address
+
+
+LOAD_BALANCER_PURPOSES = ("smtp", "mailaccess", "http")
+
+
+def plan_hosts(settings) -> list[HostPlan]:
+    """Every host of the environment, in a stable order (by role, then index)."""
+    env = settings.environment.name
+    subnet_base = int(settings.network.subnet.network_address)
+    offsets = settings.network.offsets
+    topology = settings.topology
+    if topology.profile == "single":
+        # One host carries every role; its size is the largest asked for, its volume the sum.
+        role_settings = [topology.role(role) for role in ROLES]
+        return [
+            HostPlan(
+                name=f"{env}-mail1",
+                roles=ROLES,
+                private_ip=IPv4Address(subnet_base + offsets.mx),
+                server_type=topology.mx.server_type,
+                volume_size_gb=sum(r.volume_size_gb for r in role_settings),
+                index=1,
+            )
+        ]
+    hosts = []
+    for role in ROLES:
+        spec = topology.role(role)
+        for index in range(1, spec.count + 1):
+            hosts.append(
+                HostPlan(
+                    name=f"{env}-{role}{index}",
+                    roles=(role,),
+                    private_ip=IPv4Address(subnet_base + getattr(offsets, role) + index - 1),
+                    server_type=spec.server_type,
+                    volume_size_gb=spec.volume_size_gb,
+                    index=index,
+                )
+            )
+    return hosts
+
+
+def plan_load_balancers(settings) -> list[LoadBalancerPlan]:
+    """The SMTP, IMAP/POP3 and HTTP load balancers with their private addresses."""
+    env = settings.environment.name
+    base = int(settings.network.subnet.network_address) + settings.network.offsets.load_balancers
+    return [
+        LoadBalancerPlan(
+            name=f"{env}-lb-{purpose}", purpose=purpose, private_ip=IPv4Address(base + i)
+        )
+        for i, purpose in enumerate(LOAD_BALANCER_PURPOSES)
+    ]
+
+
+def hosts_with_role(hosts: list[HostPlan], role: Role) -> list[HostPlan]:
+    return [host for host in hosts if role in host.roles]
