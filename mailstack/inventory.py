@@ -101,5 +101,7 @@ def from_pulumi_stack(stack: str, cwd: str | Path = ".") -> Inventory:
         cwd=cwd,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"pulumi stack output failed for stack {stack!r}: {result.stderr.strip()}")
+        raise RuntimeError(
+            f"pulumi stack output failed for stack {stack!r}: {result.stderr.strip()}"
+        )
     return Inventory.model_validate(json.loads(result.stdout))

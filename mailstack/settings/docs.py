@@ -91,8 +91,7 @@ def render(root: type[BaseModel]) -> str:
         rows = ["| field | type | default | description |", "|---|---|---|---|"]
         for name, field in model.model_fields.items():
             rows.append(
-                f"| `{name}` | {_field_type(field)} | {_default(field)} | "
-                f"{field.description} |"
+                f"| `{name}` | {_field_type(field)} | {_default(field)} | {field.description} |"
             )
             for nested in _nested_models(field.annotation):
                 child = f"{path}.{name}" if path else name
