@@ -6,7 +6,6 @@ mail volume that moves to the survivor), so whichever node holds the volume can 
 
 from pyinfra import host, inventory
 from pyinfra.operations import apt, files, server, systemd
-from pyinfra.operations.util import any_changed
 
 from mailstack import database, tls
 from mailstack.deploying import group_hosts, secrets, settings
