@@ -7,18 +7,24 @@ its state directory. `inventory/hcloud.py` and `inventory/lab.py` turn it into p
 import json
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
 from mailstack.settings.base import Model
-from mailstack.settings.topology import ROLES, Role
+from mailstack.settings.topology import ROLES
+
+InventoryRole = Literal["mx", "mailstore", "db", "web", "loadbalancer", "internet"]
+GROUPS: tuple[InventoryRole, ...] = (*ROLES, "loadbalancer", "internet")
+"""pyinfra groups: the platform's roles, then two that only the lab has as hosts (in production
+Hetzner's load balancers and the real internet play them)."""
 
 
 class InventoryHost(Model):
     """One host and how to reach it."""
 
     name: str = Field(description="Host name, also the pyinfra host name.")
-    roles: list[Role] = Field(min_length=1, description="Roles this host carries.")
+    roles: list[InventoryRole] = Field(min_length=1, description="Roles this host carries.")
     private_ip: IPv4Address = Field(description="Address on the private network.")
     public_ipv4: IPv4Address | None = Field(None, description="Public IPv4 address, if any.")
     public_ipv6: IPv6Address | None = Field(None, description="Public IPv6 address, if any.")
@@ -44,12 +50,20 @@ class Inventory(Model):
     ssh_key_file: str | None = Field(
         None, description="Private key to log in with (the lab's); None uses the SSH agent."
     )
+    settings_file: str | None = Field(
+        None,
+        description="JSON file with the settings the hosts run with, when they differ from "
+        "stacks/Pulumi.<stack>.yaml (a lab's: its own address range and SSH key).",
+    )
+    lab_file: str | None = Field(
+        None, description="The lab's state (lab-only settings and addresses); None outside the lab."
+    )
     hosts: list[InventoryHost] = Field(description="Every host, in a stable order.")
     load_balancers: list[LoadBalancerAddress] = Field(
         default_factory=list, description="The load balancers' addresses."
     )
 
-    def with_role(self, role: Role) -> list[InventoryHost]:
+    def with_role(self, role: InventoryRole) -> list[InventoryHost]:
         return [host for host in self.hosts if role in host.roles]
 
     def host(self, name: str) -> InventoryHost:
@@ -59,9 +73,14 @@ class Inventory(Model):
         raise KeyError(name)
 
     def pyinfra_groups(self) -> dict[str, list[tuple[str, dict]]]:
-        """Groups by role, each host as (ssh address, host data) for a pyinfra inventory file."""
+        """Groups by role, each host as (ssh address, host data) for a pyinfra inventory file.
+
+        Every platform role is a group, empty or not; the lab-only groups exist where they have hosts.
+        """
         groups: dict[str, list[tuple[str, dict]]] = {}
-        for role in ROLES:
+        for role in GROUPS:
+            if role not in ROLES and not self.with_role(role):
+                continue
             groups[role] = [
                 (host.ssh_address, self.host_data(host)) for host in self.with_role(role)
             ]
@@ -75,6 +94,9 @@ class Inventory(Model):
             "stack": self.stack,
             "ssh_user": self.ssh_user,
         }
+        for key in ("settings_file", "lab_file"):
+            if getattr(self, key):
+                data[key] = getattr(self, key)
         if self.ssh_key_file:
             data["ssh_key"] = self.ssh_key_file
             # Lab hosts are recreated often; their host keys are not worth pinning.
