@@ -4,6 +4,7 @@ The Pulumi program exports it as the stack output `inventory`; the lab writes th
 its state directory. `inventory/hcloud.py` and `inventory/lab.py` turn it into pyinfra groups.
 """
 
+import functools
 import json
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
@@ -18,6 +19,16 @@ InventoryRole = Literal["mx", "mailstore", "db", "web", "loadbalancer", "interne
 GROUPS: tuple[InventoryRole, ...] = (*ROLES, "loadbalancer", "internet")
 """pyinfra groups: the platform's roles, then two that only the lab has as hosts (in production
 Hetzner's load balancers and the real internet play them)."""
+
+
+@functools.cache
+def load_settings(settings_file: str | None, stack: str):
+    """The settings file if given (a lab's re-based settings), else stacks/Pulumi.<stack>.yaml."""
+    from mailstack.settings import Settings, load_stack_file
+
+    if settings_file:
+        return Settings.model_validate_json(Path(settings_file).read_text())
+    return load_stack_file(Path(__file__).resolve().parents[1] / f"stacks/Pulumi.{stack}.yaml")
 
 
 class InventoryHost(Model):
@@ -71,6 +82,10 @@ class Inventory(Model):
             if host.name == name:
                 return host
         raise KeyError(name)
+
+    def settings(self):
+        """The settings the hosts run with."""
+        return load_settings(self.settings_file, self.stack)
 
     def pyinfra_groups(self) -> dict[str, list[tuple[str, dict]]]:
         """Groups by role, each host as (ssh address, host data) for a pyinfra inventory file.

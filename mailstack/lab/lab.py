@@ -9,9 +9,9 @@ Where things live:
 """
 
 import contextlib
-import re
 import fcntl
 import hashlib
+import re
 import shutil
 import socket
 import subprocess
@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import Field
 
 from mailstack.inventory import Inventory, InventoryHost, LoadBalancerAddress
-from mailstack.lab import aptcache, network
+from mailstack.lab import aptcache, network, pki
 from mailstack.lab.rootfs import base_image
 from mailstack.lab.settings import LabSettings, load_lab_settings
 from mailstack.lab.system import (
@@ -171,6 +171,10 @@ class Lab:
     def ssh_key(self) -> Path:
         return self.state_dir / "ssh_key"
 
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
     def exists(self) -> bool:
         return self.state_file.exists()
 
@@ -266,6 +270,10 @@ class Lab:
                 "-f",
                 str(self.ssh_key),
             )
+        pki.ensure_ca(self.pki_dir, self.name)
+        pki.ensure_server_certificate(
+            self.pki_dir, "acme", [f"acme.{self.lab_settings.services_domain}"]
+        )
         base = base_image(self.lab_settings.suite, self.lab_settings.base_packages, self.log)
         with _machine_lock():
             if self.exists():
@@ -329,6 +337,10 @@ class Lab:
             "etc/ssh/sshd_config.d/lab.conf": "HostKey /etc/ssh/ssh_host_ed25519_key\n"
             "PasswordAuthentication no\nUseDNS no\n",
             "root/.ssh/authorized_keys": self.ssh_key.with_suffix(".pub").read_text(),
+            # Trusted once a role runs update-ca-certificates (the ACME client's role does).
+            "usr/local/share/ca-certificates/mailstack-lab-ca.crt": (
+                self.pki_dir / "ca.pem"
+            ).read_text(),
         }
         for relative, content in files.items():
             path = root / relative
