@@ -1,0 +1,33 @@
+"""What pyinfra roles know about the environment they deploy, from the host's inventory data."""
+
+from pathlib import Path
+
+from mailstack.inventory import load_settings
+
+
+def settings(host):
+    """The settings the environment runs with (a lab's own, re-based ones in the lab)."""
+    return load_settings(host.data.get("settings_file"), host.data.get("stack"))
+
+
+def lab_state(host):
+    """The lab's state (lab-only settings, addresses); only lab-only roles ask for it."""
+    from mailstack.lab.lab import LabState
+
+    lab_file = host.data.get("lab_file")
+    if not lab_file:
+        raise RuntimeError(f"{host.name} has no lab_file in its data: not a lab host")
+    return LabState.read(lab_file)
+
+
+def lab_pki_dir(host) -> Path:
+    """The lab CA's directory beside the lab's state (`.lab/<name>/pki`)."""
+    return Path(host.data.get("lab_file")).parent / "pki"
+
+
+def group_hosts(inventory, group: str) -> list[dict]:
+    """The hosts of a group as {'name', 'private_ip'}, in inventory order."""
+    return [
+        {"name": member.data.get("name"), "private_ip": member.data.get("private_ip")}
+        for member in inventory.get_group(group, default=[])
+    ]
