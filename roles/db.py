@@ -6,9 +6,10 @@ on the deploying machine (mailstack.secrets) and never stored in git.
 """
 
 from pyinfra import host, inventory
+from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, postgres, systemd
 
-from mailstack.database import DATABASE, LOOKUP_USER, PANEL_USER
+from mailstack.database import DATABASE, LOOKUP_USER, PANEL_USER, scram_matches
 from mailstack.deploying import group_hosts, secrets
 
 lookup_clients = group_hosts(inventory, "mx") + group_hosts(inventory, "mailstore")
@@ -20,6 +21,18 @@ clients = [
     {"database": DATABASE, "user": PANEL_USER, "address": member["private_ip"]}
     for member in panel_clients
 ]
+
+
+def password_to_set(role: str, secret: str) -> str | None:
+    """The role's password if PostgreSQL does not have it yet (pyinfra would set it every run)."""
+    password = secrets(host).get(secret)
+    verifier = host.get_fact(
+        Command,
+        f"psql -tAc \"SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'\" 2>/dev/null || true",
+        _su_user="postgres",
+    )
+    return None if verifier and scram_matches(verifier, password) else password
+
 
 apt.packages(
     name="Install PostgreSQL 17",
@@ -58,14 +71,14 @@ systemd.service(
 postgres.role(
     name="Create the panel's database role",
     role=PANEL_USER,
-    password=secrets(host).get("db_panel_password"),
+    password=password_to_set(PANEL_USER, "db_panel_password"),
     login=True,
     _su_user="postgres",
 )
 postgres.role(
     name="Create the mail lookup role",
     role=LOOKUP_USER,
-    password=secrets(host).get("db_lookup_password"),
+    password=password_to_set(LOOKUP_USER, "db_lookup_password"),
     login=True,
     _su_user="postgres",
 )

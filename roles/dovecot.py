@@ -8,7 +8,7 @@ from pyinfra import host, inventory
 from pyinfra.operations import apt, files, server, systemd
 
 from mailstack import database, tls
-from mailstack.deploying import group_hosts, secrets, settings
+from mailstack.deploying import group_hosts, load_balancer_ips, secrets, settings
 
 config = settings(host)
 db_hosts = [member["private_ip"] for member in group_hosts(inventory, "db")]
@@ -56,7 +56,7 @@ dovecot_conf = files.template(
     group="dovecot",
     mode="640",
     private_ip=host.data.private_ip,
-    load_balancer_ips=[str(address) for address in host.data.get("load_balancer_ips", [])],
+    load_balancer_ips=load_balancer_ips(host),
     mail_root=MAIL_ROOT,
     vmail_uid=VMAIL_UID,
     tls_certificate=tls.CERTIFICATE,

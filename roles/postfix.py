@@ -16,7 +16,6 @@ config = settings(host)
 env = config.environment
 mailstores = group_hosts(inventory, "mailstore")
 db_hosts = [member["private_ip"] for member in group_hosts(inventory, "db")]
-balancers = [str(address) for address in host.data.get("load_balancer_ips", [])]
 # Both mailstore nodes answer to one name; only the active one runs Dovecot.
 MAILSTORE_NAME = "mailstore.private"
 SASL_PORT = 12345
