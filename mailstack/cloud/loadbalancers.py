@@ -1,48 +1,15 @@
 """Load balancers for SMTP, IMAP/POP3 and HTTP, with targets on the private network."""
 
-from dataclasses import dataclass
-
 import pulumi
 import pulumi_hcloud as hcloud
 
 from mailstack.cloud.network import PrivateNetwork
 from mailstack.dnsrecords import https_hostnames
-from mailstack.topology import HostPlan, LoadBalancerPlan, hosts_with_role
+from mailstack.topology import HostPlan, LoadBalancerPlan, balanced_services, hosts_with_role
 
 LOAD_BALANCER_TYPE = "lb11"
 
 
-@dataclass(frozen=True)
-class Service:
-    port: int
-    proxy_protocol: bool
-    why: str
-
-
-# What each load balancer forwards and to which role. PROXY protocol carries the real client
-# address to Postfix (postscreen, smtpd) and Dovecot, which log it and rate-limit by it.
-SERVICES: dict[str, tuple[str, list[Service]]] = {
-    "smtp": (
-        "mx",
-        [
-            Service(25, True, "inbound SMTP to postscreen"),
-            Service(465, True, "submission with implicit TLS"),
-            Service(587, True, "submission with STARTTLS"),
-        ],
-    ),
-    "mailaccess": (
-        "mailstore",
-        [
-            Service(143, True, "IMAP with STARTTLS"),
-            Service(993, True, "IMAP with implicit TLS"),
-            Service(110, True, "POP3 with STARTTLS"),
-            Service(995, True, "POP3 with implicit TLS"),
-            Service(4190, True, "ManageSieve"),
-        ],
-    ),
-}
-# The mail host names get their certificates by ACME http-01 on the nodes behind these.
-ACME_HTTP = Service(80, False, "ACME http-01 challenges for the mail host names")
 HEALTH_CHECK = {"interval": 15, "timeout": 10, "retries": 3}
 
 
@@ -74,10 +41,9 @@ class LoadBalancers(pulumi.ComponentResource):
         self._zones = zones
         super().__init__("mailstack:cloud:LoadBalancers", env, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        acme_http = settings.tls.mode == "acme" and settings.tls.acme.challenge == "http-01"
         self.balancers: dict[str, hcloud.LoadBalancer] = {}
         for plan in plans:
-            role, services = SERVICES.get(plan.purpose, ("web", []))
+            role, services = balanced_services(settings, plan.purpose)
             balancer = hcloud.LoadBalancer(
                 plan.name,
                 name=plan.name,
@@ -98,16 +64,15 @@ class LoadBalancers(pulumi.ComponentResource):
                 enable_public_interface=True,
                 opts=child,
             )
-            if plan.purpose == "http":
-                self._http_services(settings, plan, balancer, labels, child)
-            else:
-                for service in services + ([ACME_HTTP] if acme_http else []):
-                    hcloud.LoadBalancerService(
-                        f"{plan.name}-{service.port}",
-                        load_balancer_id=balancer.id,
-                        **tcp_service(service.port, service.proxy_protocol),
-                        opts=child,
-                    )
+            if plan.purpose == "http" and settings.dns.managed_zone:
+                self._https_service(settings, plan, balancer, labels)
+            for service in services:
+                hcloud.LoadBalancerService(
+                    f"{plan.name}-{service.port}",
+                    load_balancer_id=balancer.id,
+                    **tcp_service(service.port, service.proxy_protocol),
+                    opts=child,
+                )
             for host in hosts_with_role(hosts, role):
                 hcloud.LoadBalancerTarget(
                     f"{plan.name}-{host.name}",
@@ -133,48 +98,39 @@ class LoadBalancers(pulumi.ComponentResource):
                 )
         self.register_outputs({})
 
-    def _http_services(self, settings, plan, balancer, labels, child) -> None:
-        """HTTPS for panel, webmail and MTA-STS.
+    def _https_service(self, settings, plan, balancer, labels) -> None:
+        """HTTPS for panel, webmail and MTA-STS, terminated here with a managed certificate.
 
-        With the zones at Hetzner the balancer terminates TLS with a managed certificate and
-        redirects port 80; otherwise Hetzner cannot validate a managed certificate, so TLS
-        passes through to the web nodes, which hold ACME certificates of their own.
+        Only when the zones are at Hetzner, which validates the certificate through them;
+        otherwise HTTP and HTTPS pass through to the web nodes (topology.HTTP_PASSTHROUGH).
         """
-        if settings.dns.managed_zone:
-            certificate = hcloud.ManagedCertificate(
-                f"{plan.name}-certificate",
-                name=f"{plan.name}-certificate",
-                domain_names=https_hostnames(settings),
-                labels=labels,
-                # Hetzner proves control of the names through the zones it hosts.
-                opts=pulumi.ResourceOptions(parent=self, depends_on=self._zones),
-            )
-            hcloud.LoadBalancerService(
-                f"{plan.name}-443",
-                load_balancer_id=balancer.id,
-                protocol="https",
-                listen_port=443,
-                destination_port=80,
-                http=hcloud.LoadBalancerServiceHttpArgs(
-                    certificates=[certificate.id.apply(int)],
-                    redirect_http=True,
-                    sticky_sessions=True,
+        child = pulumi.ResourceOptions(parent=self)
+        certificate = hcloud.ManagedCertificate(
+            f"{plan.name}-certificate",
+            name=f"{plan.name}-certificate",
+            domain_names=https_hostnames(settings),
+            labels=labels,
+            # Hetzner proves control of the names through the zones it hosts.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._zones),
+        )
+        hcloud.LoadBalancerService(
+            f"{plan.name}-443",
+            load_balancer_id=balancer.id,
+            protocol="https",
+            listen_port=443,
+            destination_port=80,
+            http=hcloud.LoadBalancerServiceHttpArgs(
+                certificates=[certificate.id.apply(int)],
+                redirect_http=True,
+                sticky_sessions=True,
+            ),
+            health_check=hcloud.LoadBalancerServiceHealthCheckArgs(
+                protocol="http",
+                port=80,
+                http=hcloud.LoadBalancerServiceHealthCheckHttpArgs(
+                    path="/healthz", status_codes=["200"]
                 ),
-                health_check=hcloud.LoadBalancerServiceHealthCheckArgs(
-                    protocol="http",
-                    port=80,
-                    http=hcloud.LoadBalancerServiceHealthCheckHttpArgs(
-                        path="/healthz", status_codes=["200"]
-                    ),
-                    **HEALTH_CHECK,
-                ),
-                opts=child,
-            )
-            return
-        for port in (80, 443):
-            hcloud.LoadBalancerService(
-                f"{plan.name}-{port}",
-                load_balancer_id=balancer.id,
-                **tcp_service(port, True),
-                opts=child,
-            )
+                **HEALTH_CHECK,
+            ),
+            opts=child,
+        )
