@@ -1,0 +1,150 @@
+"""A real PostgreSQL for the account-data tests: a throw-away cluster, migrated once per run.
+
+The cluster is initdb'ed in a temporary directory as the `postgres` OS user (PostgreSQL refuses
+to run as root), listens only on a Unix socket in that directory, and is stopped by its PID.
+The roles are those of a deployment: `mailpanel` owns the database and migrates it,
+`mail_lookup` is the read-only role Postfix and Dovecot log in as.
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PANEL = REPO / "panel"
+PANEL_ROLE = "mailpanel"
+LOOKUP_ROLE = "mail_lookup"
+DATABASE = "mailstack"
+
+
+def _bindir() -> Path:
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4])
+    )
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed (make host-packages installs it)")
+    return Path(found[-1]).parent
+
+
+@dataclass
+class PostgresCluster:
+    """A running cluster: connect through `socket_dir` on `port`."""
+
+    socket_dir: Path
+    port: int
+    pid: int
+
+    def connect(self, user: str = "postgres", dbname: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(
+            host=str(self.socket_dir), port=self.port, user=user, dbname=dbname, autocommit=True
+        )
+
+    def panel_env(self, dbname: str = DATABASE) -> dict[str, str]:
+        """Environment for `panel/manage.py` against database `dbname`."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILPANEL_")}
+        env.update(
+            MAILPANEL_DB_HOST=str(self.socket_dir),
+            MAILPANEL_DB_PORT=str(self.port),
+            MAILPANEL_DB_NAME=dbname,
+            MAILPANEL_DB_USER=PANEL_ROLE,
+            MAILPANEL_LOOKUP_ROLE=LOOKUP_ROLE,
+            DJANGO_SETTINGS_MODULE="mailpanel.settings",
+        )
+        return env
+
+
+def _start_cluster(root: Path) -> tuple[subprocess.Popen, PostgresCluster]:
+    bindir = _bindir()
+    as_postgres = os.geteuid() == 0
+    owner = pwd.getpwnam("postgres") if as_postgres else pwd.getpwuid(os.geteuid())
+    os.chown(root, owner.pw_uid, owner.pw_gid)
+    user = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if as_postgres else {}
+    data = root / "data"
+    subprocess.run(
+        [bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
+         "--locale=C.UTF-8"],
+        check=True, capture_output=True, cwd=root, **user,
+    )  # fmt: skip
+    port = 5432
+    log = open(root / "server.log", "wb")  # noqa: SIM115 - the server writes it until stopped
+    server = subprocess.Popen(
+        [bindir / "postgres", "-D", data, "-k", root, "-p", str(port),
+         "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
+         "-c", "full_page_writes=off"],
+        stdout=subprocess.DEVNULL, stderr=log, cwd=root, **user,
+    )  # fmt: skip
+    cluster = PostgresCluster(socket_dir=root, port=port, pid=server.pid)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cluster.connect().close()
+            return server, cluster
+        except psycopg.OperationalError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(
+                    "PostgreSQL did not start:\n" + (root / "server.log").read_text()
+                ) from None
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    root = Path(tempfile.mkdtemp(prefix="mailstack-pg-"))
+    server, cluster = _start_cluster(root)
+    try:
+        with cluster.connect() as conn:
+            conn.execute(f"CREATE ROLE {PANEL_ROLE} LOGIN")
+            conn.execute(f"CREATE ROLE {LOOKUP_ROLE} LOGIN")
+            conn.execute(f"CREATE DATABASE {DATABASE} OWNER {PANEL_ROLE}")
+        yield cluster
+    finally:
+        os.kill(server.pid, signal.SIGINT)  # fast shutdown
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def panel_django(postgres: PostgresCluster) -> None:
+    """Django configured for the test cluster, the database migrated."""
+    os.environ.update(postgres.panel_env())
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+@pytest.fixture
+def accounts(panel_django: None) -> Iterator[None]:
+    """An empty account database for one test."""
+    yield
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE accounts_forwarding_target, accounts_forwarding, accounts_mailbox, "
+            "accounts_domain, accounts_reseller RESTART IDENTITY CASCADE"
+        )
+
+
+@pytest.fixture
+def lookup(postgres: PostgresCluster, accounts: None) -> Iterator[psycopg.Connection]:
+    """A connection as the mail services' read-only role."""
+    with postgres.connect(user=LOOKUP_ROLE, dbname=DATABASE) as conn:
+        yield conn
