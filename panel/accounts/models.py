@@ -127,6 +127,7 @@ class Mailbox(models.Model):
     address = models.CharField(
         max_length=320,
         unique=True,
+        blank=True,
         editable=False,
         help_text="local_part@domain, kept for the views' indexed lookups (domains are never renamed).",
     )
@@ -217,6 +218,7 @@ class Forwarding(models.Model):
     address = models.CharField(
         max_length=320,
         unique=True,
+        blank=True,
         editable=False,
         help_text="local_part@domain, kept for the views' indexed lookups (domains are never renamed).",
     )

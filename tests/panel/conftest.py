@@ -7,6 +7,7 @@ The roles are those of a deployment: `mailpanel` owns the database and migrates 
 """
 
 import glob
+import io
 import os
 import pwd
 import shutil
@@ -14,7 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +149,33 @@ def lookup(postgres: PostgresCluster, accounts: None) -> Iterator[psycopg.Connec
     """A connection as the mail services' read-only role."""
     with postgres.connect(user=LOOKUP_ROLE, dbname=DATABASE) as conn:
         yield conn
+
+
+@dataclass
+class Output:
+    stdout: str
+    stderr: str
+
+
+def _manage(*args: str, stdin: str | None = None) -> Output:
+    from django.core.management import call_command
+
+    out, err = io.StringIO(), io.StringIO()
+    extra = {"stdin": io.StringIO(stdin)} if stdin is not None else {}
+    call_command(*args, stdout=out, stderr=err, **extra)
+    return Output(out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def manage(accounts: None) -> Callable[..., Output]:
+    """Run `manage.py ARGS...` in this process (CommandError propagates), on an empty database."""
+    return _manage
+
+
+@pytest.fixture
+def example_org(manage) -> None:
+    """Reseller acme with domain example.org and mailboxes alice@ and bob@."""
+    manage("reseller", "add", "acme", "--brand-name", "Acme Mail")
+    manage("domain", "add", "example.org", "--reseller", "acme")
+    manage("mailbox", "add", "alice@example.org", "--password-stdin", stdin="alice-password-1\n")
+    manage("mailbox", "add", "bob@example.org", "--password-stdin", stdin="bob-password-22\n")
