@@ -13,6 +13,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -179,3 +180,19 @@ def example_org(manage) -> None:
     manage("domain", "add", "example.org", "--reseller", "acme")
     manage("mailbox", "add", "alice@example.org", "--password-stdin", stdin="alice-password-1\n")
     manage("mailbox", "add", "bob@example.org", "--password-stdin", stdin="bob-password-22\n")
+
+
+@pytest.fixture
+def manage_py(
+    postgres: PostgresCluster, accounts: None
+) -> Callable[..., subprocess.CompletedProcess]:
+    """Run `panel/manage.py ARGS...` as a separate process, the way operators do."""
+
+    def run(*args: str, stdin: str = "", dbname: str = DATABASE) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, PANEL / "manage.py", *args],
+            input=stdin, capture_output=True, text=True, env=postgres.panel_env(dbname),
+            timeout=120,
+        )  # fmt: skip
+
+    return run
