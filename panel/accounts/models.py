@@ -171,7 +171,12 @@ class Mailbox(models.Model):
                 condition=(
                     Q(spam_add_header_score__isnull=True) & Q(spam_reject_score__isnull=True)
                 )
-                | Q(spam_reject_score__gt=models.F("spam_add_header_score")),
+                # Spelled out: a comparison with NULL would let a half-set pair through.
+                | (
+                    Q(spam_add_header_score__isnull=False)
+                    & Q(spam_reject_score__isnull=False)
+                    & Q(spam_reject_score__gt=models.F("spam_add_header_score"))
+                ),
                 name="mailbox_spam_thresholds_ordered",
             ),
             models.CheckConstraint(

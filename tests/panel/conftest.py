@@ -188,11 +188,13 @@ def manage_py(
 ) -> Callable[..., subprocess.CompletedProcess]:
     """Run `panel/manage.py ARGS...` as a separate process, the way operators do."""
 
-    def run(*args: str, stdin: str = "", dbname: str = DATABASE) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, stdin: str = "", dbname: str = DATABASE, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, PANEL / "manage.py", *args],
-            input=stdin, capture_output=True, text=True, env=postgres.panel_env(dbname),
-            timeout=120,
+            input=stdin, capture_output=True, text=True,
+            env={**postgres.panel_env(dbname), **(env or {})}, timeout=120,
         )  # fmt: skip
 
     return run
