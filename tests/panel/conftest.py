@@ -1,7 +1,8 @@
 """A real PostgreSQL for the account-data tests: a throw-away cluster, migrated once per run.
 
 The cluster is initdb'ed in a temporary directory as the `postgres` OS user (PostgreSQL refuses
-to run as root), listens only on a Unix socket in that directory, and is stopped by its PID.
+to run as root), listens on a Unix socket in that directory and on a free loopback port (with
+passwords, as the mail services connect), and is stopped by its PID.
 The roles are those of a deployment: `mailpanel` owns the database and migrates it,
 `mail_lookup` is the read-only role Postfix and Dovecot log in as.
 """
@@ -12,6 +13,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 PANEL = REPO / "panel"
 PANEL_ROLE = "mailpanel"
 LOOKUP_ROLE = "mail_lookup"
+LOOKUP_PASSWORD = "lookup-secret"
 DATABASE = "mailstack"
 
 
@@ -41,7 +44,7 @@ def _bindir() -> Path:
 
 @dataclass
 class PostgresCluster:
-    """A running cluster: connect through `socket_dir` on `port`."""
+    """A running cluster: on a Unix socket in `socket_dir` and on 127.0.0.1, both at `port`."""
 
     socket_dir: Path
     port: int
@@ -51,6 +54,16 @@ class PostgresCluster:
         return psycopg.connect(
             host=str(self.socket_dir), port=self.port, user=user, dbname=dbname, autocommit=True
         )
+
+    def lookup_settings(self) -> dict:
+        """How the mail services reach the views: the values their config templates take."""
+        return {
+            "db_hosts": ["127.0.0.1"],
+            "db_port": self.port,
+            "db_name": DATABASE,
+            "db_user": LOOKUP_ROLE,
+            "db_password": LOOKUP_PASSWORD,
+        }
 
     def panel_env(self, dbname: str = DATABASE) -> dict[str, str]:
         """Environment for `panel/manage.py` against database `dbname`."""
@@ -74,15 +87,18 @@ def _start_cluster(root: Path) -> tuple[subprocess.Popen, PostgresCluster]:
     user = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if as_postgres else {}
     data = root / "data"
     subprocess.run(
-        [bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-         "--locale=C.UTF-8"],
+        [bindir / "initdb", "-D", data, "-U", "postgres", "--auth-local=trust",
+         "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
         check=True, capture_output=True, cwd=root, **user,
     )  # fmt: skip
-    port = 5432
+    # Loopback TCP (with passwords) as the mail services connect; a port nobody else uses.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     log = open(root / "server.log", "wb")  # noqa: SIM115 - the server writes it until stopped
     server = subprocess.Popen(
         [bindir / "postgres", "-D", data, "-k", root, "-p", str(port),
-         "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
+         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
          "-c", "full_page_writes=off"],
         stdout=subprocess.DEVNULL, stderr=log, cwd=root, **user,
     )  # fmt: skip
@@ -108,7 +124,7 @@ def postgres() -> Iterator[PostgresCluster]:
     try:
         with cluster.connect() as conn:
             conn.execute(f"CREATE ROLE {PANEL_ROLE} LOGIN")
-            conn.execute(f"CREATE ROLE {LOOKUP_ROLE} LOGIN")
+            conn.execute(f"CREATE ROLE {LOOKUP_ROLE} LOGIN PASSWORD '{LOOKUP_PASSWORD}'")
             conn.execute(f"CREATE DATABASE {DATABASE} OWNER {PANEL_ROLE}")
         yield cluster
     finally:
@@ -147,8 +163,12 @@ def accounts(panel_django: None) -> Iterator[None]:
 
 @pytest.fixture
 def lookup(postgres: PostgresCluster, accounts: None) -> Iterator[psycopg.Connection]:
-    """A connection as the mail services' read-only role."""
-    with postgres.connect(user=LOOKUP_ROLE, dbname=DATABASE) as conn:
+    """A connection as the mail services' read-only role, over TCP with its password."""
+    values = postgres.lookup_settings()
+    with psycopg.connect(
+        host=values["db_hosts"][0], port=values["db_port"], user=values["db_user"],
+        password=values["db_password"], dbname=values["db_name"], autocommit=True,
+    ) as conn:  # fmt: skip
         yield conn
 
 
