@@ -213,7 +213,10 @@ def test_manage_py_exit_codes(manage_py, example_org):
     assert unknown.returncode == 1 and "unknown reseller 'nobody'" in unknown.stderr
 
     usage = manage_py("mailbox", "frobnicate")
-    assert usage.returncode != 0 and "invalid choice: 'frobnicate'" in usage.stderr
+    assert usage.returncode == 2 and "invalid choice: 'frobnicate'" in usage.stderr
+    both = manage_py("mailbox", "change", "dave@example.org", "--limit-class", "newsletter",
+                     "--default-limit-class")  # fmt: skip
+    assert both.returncode == 2 and "not allowed with argument --limit-class" in both.stderr
 
 
 def test_a_failed_command_changes_nothing(manage_py, example_org, manage):

@@ -45,18 +45,22 @@ class Command(AccountCommand):
                 "--quota-mib", type=int, help="storage quota in MiB, 0 for none (default: "
                 "mail.default_quota_mib of the settings)",
             )  # fmt: skip
-            parser.add_argument(
+        # On change each setting can also go back to the platform's default, but not both at once.
+        add_limit, change_limit = add, change.add_mutually_exclusive_group()
+        add_spam, change_spam = add, change.add_mutually_exclusive_group()
+        for limit, spam in ((add_limit, add_spam), (change_limit, change_spam)):
+            limit.add_argument(
                 "--limit-class", help="outbound limit class (a key of mail.outbound_limit.classes)"
             )
-            parser.add_argument(
+            spam.add_argument(
                 "--spam-thresholds", nargs=2, type=float, metavar=("ADD_HEADER", "REJECT"),
                 help="this user's spam scores for the spam header and for refusing",
             )  # fmt: skip
-        change.add_argument(
+        change_limit.add_argument(
             "--default-limit-class", dest="limit_class", action="store_const", const="",
             help="back to the default outbound limit",
         )  # fmt: skip
-        change.add_argument(
+        change_spam.add_argument(
             "--no-spam-thresholds", dest="spam_thresholds", action="store_const", const=(),
             help="back to the platform's spam thresholds",
         )  # fmt: skip
