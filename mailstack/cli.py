@@ -40,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     docs = settings_commands.add_parser("docs", help="print the settings reference (Markdown)")
     docs.set_defaults(func=_settings_docs)
 
+    from mailstack.policyd import cli as policyd_cli
+
+    policyd = commands.add_parser(
+        "policyd", help="run the policy service (greylisting and the outbound limit)"
+    )
+    policyd_cli.add_arguments(policyd)
+    policyd.set_defaults(func=policyd_cli.run)
+
     return parser
 
 

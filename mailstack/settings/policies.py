@@ -100,8 +100,65 @@ class OutboundLimitSettings(Model):
     report_after_hits: int = Field(
         3,
         ge=1,
-        description="Report a user (log line and metric) who hits the limit this many times "
-        "within one window, a sign of a compromised account.",
+        description="Report a user (log line and metric) whose messages hit the limit this many "
+        "times within one window, a sign of a compromised account.",
+    )
+    hold_seconds: int = Field(
+        900,
+        ge=60,
+        le=86400,
+        description="How long a recipient accepted at RCPT stays reserved while its message has "
+        "not ended; a transaction that never reaches the end of its message (aborted, refused "
+        "at DATA) has its recipients released after this time, so they are not charged.",
+    )
+
+
+class PolicyServiceSettings(Model):
+    """The policy service on every mx node: where it listens and how it guards itself."""
+
+    port: int = Field(
+        10040, ge=1, le=65535, description="TCP port Postfix's check_policy_service connects to."
+    )
+    metrics_port: int = Field(
+        9740, ge=1, le=65535, description="TCP port of the Prometheus metrics endpoint."
+    )
+    store_timeout_ms: int = Field(
+        500,
+        ge=10,
+        le=10000,
+        description="Longest wait for Valkey per request; after it the fault behaviour applies. "
+        "Must stay well below Postfix's smtpd_policy_service_timeout (100 s).",
+    )
+    store_retry_ms: int = Field(
+        1000,
+        ge=0,
+        le=60000,
+        description="After a Valkey failure, requests answer at once by the fault behaviour for "
+        "this long before Valkey is tried again, so a dead store does not slow every request.",
+    )
+    max_line_bytes: int = Field(
+        4096,
+        ge=256,
+        le=65536,
+        description="Longest attribute line accepted; a longer one closes the connection.",
+    )
+    max_attributes: int = Field(
+        200,
+        ge=20,
+        le=10000,
+        description="Most attributes accepted in one request; more close the connection.",
+    )
+    request_timeout_seconds: float = Field(
+        10,
+        gt=0,
+        le=100,
+        description="Time a client has from the first byte of a request to its blank line.",
+    )
+    idle_timeout_seconds: float = Field(
+        330,
+        gt=0,
+        description="An idle connection is closed after this long; above Postfix's "
+        "smtpd_policy_service_max_idle (300 s) so Postfix closes first.",
     )
 
 
@@ -151,6 +208,10 @@ class MailPolicySettings(Model):
     )
     outbound_limit: OutboundLimitSettings = Field(
         OutboundLimitSettings(), description="Outbound recipient limit per user."
+    )
+    policy_service: PolicyServiceSettings = Field(
+        PolicyServiceSettings(),
+        description="The policy service that enforces greylisting and the outbound limit.",
     )
     spam: SpamSettings = Field(SpamSettings(), description="Spam score thresholds.")
     dnsbls: list[Dnsbl] = Field(

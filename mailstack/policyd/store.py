@@ -1,0 +1,124 @@
+"""The shared state in Valkey, reached with a bounded wait.
+
+Every decision is one Lua script run atomically in Valkey (one round trip). A call that fails or
+takes longer than `timeout` raises `StoreUnavailable`; after a failure the store is not tried
+again for `retry_interval`, so a dead Valkey costs requests nothing but the fault behaviour.
+"""
+
+import asyncio
+import time
+from importlib import resources
+
+import valkey.asyncio as valkey_asyncio
+from valkey.exceptions import ValkeyError
+
+from mailstack.policyd.metrics import Metrics
+
+
+class StoreUnavailable(Exception):
+    """Valkey could not answer in time (down, unreachable, too slow, or recently failed)."""
+
+
+def _script(name: str) -> str:
+    return resources.files("mailstack.policyd").joinpath("lua", name).read_text()
+
+
+class Store:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        timeout: float,
+        retry_interval: float,
+        metrics: Metrics,
+    ):
+        self.prefix = prefix
+        self.timeout = timeout
+        self.retry_interval = retry_interval
+        self.metrics = metrics
+        self._down_until = 0.0
+        self.client = valkey_asyncio.Valkey.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+            health_check_interval=0,
+        )
+        self._greylist = self.client.register_script(_script("greylist.lua"))
+        self._outbound_check = self.client.register_script(_script("outbound_check.lua"))
+        self._outbound_commit = self.client.register_script(_script("outbound_commit.lua"))
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    async def _run(self, script, keys: list[str], args: list) -> list:
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailable("failed moments ago; not retried yet")
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await script(keys=keys, args=args)
+        except (ValkeyError, OSError, TimeoutError) as error:
+            self._down_until = time.monotonic() + self.retry_interval
+            self.metrics.store_errors.inc()
+            raise StoreUnavailable(f"{type(error).__name__}: {error}".rstrip(": ")) from None
+
+    async def greylist(
+        self,
+        triplet_key: str,
+        network_key: str,
+        now_ms: int,
+        delay_ms: int,
+        retry_window_ms: int,
+        expiry_ms: int,
+        auto_allow_after: int,
+    ) -> tuple[str, int]:
+        verdict, number = await self._run(
+            self._greylist,
+            [triplet_key, network_key],
+            [now_ms, delay_ms, retry_window_ms, expiry_ms, auto_allow_after],
+        )
+        return _text(verdict), int(number)
+
+    def outbound_keys(self, user: str) -> list[str]:
+        return [
+            self.key("out", user),
+            self.key("out-held", user),
+            self.key("out-txn", user),
+            self.key("out-hits", user),
+            self.key("limit-class"),
+        ]
+
+    async def outbound_check(
+        self, user: str, instance: str, now_ms: int, hold_ms: int, limits: list
+    ) -> list:
+        result = await self._run(
+            self._outbound_check,
+            self.outbound_keys(user),
+            [now_ms, user, instance, hold_ms, *limits],
+        )
+        return [_text(v) if isinstance(v, bytes) else v for v in result]
+
+    async def outbound_commit(
+        self, user: str, instance: str, now_ms: int, recipient_count: int
+    ) -> int:
+        return int(
+            await self._run(
+                self._outbound_commit,
+                self.outbound_keys(user)[:3],
+                [now_ms, instance, recipient_count],
+            )
+        )
+
+    async def set_limit_class(self, user: str, limit_class: str | None) -> None:
+        """Record a user's limit class (None: the default), as the account data says."""
+        if limit_class is None:
+            await self.client.hdel(self.key("limit-class"), user)
+        else:
+            await self.client.hset(self.key("limit-class"), user, limit_class)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
