@@ -6,7 +6,9 @@ message finds its first attempt.
 """
 
 import re
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+import socket
+from collections.abc import Iterable
+from ipaddress import IPv4Network, IPv6Network
 
 # BATV: prvs=KEY-DAY-HASH=local, msprvs1=TAG=local, btv1==TAG==local.
 _BATV = re.compile(r"^(?:prvs|msprvs\d*)=[0-9a-z]+=|^btv1==[0-9a-z]+==")
@@ -48,16 +50,59 @@ def normalise_recipient(recipient: str) -> str:
     return recipient.strip().lower()
 
 
-def client_network(address: str, ipv4_prefix: int, ipv6_prefix: int) -> str | None:
-    """The client's network (e.g. 192.0.2.0/24) that greylisting groups it in; None if invalid."""
-    try:
-        parsed = ip_address(address.strip())
-    except ValueError:
-        return None
-    if isinstance(parsed, IPv6Address) and parsed.ipv4_mapped is not None:
-        parsed = parsed.ipv4_mapped
-    prefix = ipv4_prefix if isinstance(parsed, IPv4Address) else ipv6_prefix
-    return str(ip_network(f"{parsed}/{prefix}", strict=False))
+_FAMILY_BITS = {socket.AF_INET: 32, socket.AF_INET6: 128}
+_MAPPED_V4 = 0xFFFF << 32
+
+
+def parse_address(text: str) -> tuple[int, int] | None:
+    """An IP address as (address family, integer); IPv4-mapped IPv6 counts as IPv4; None if
+    it is not an address (Postfix may say 'unknown')."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            value = int.from_bytes(socket.inet_pton(family, text), "big")
+        except OSError:
+            continue
+        if family == socket.AF_INET6 and value >> 32 == 0xFFFF:
+            return socket.AF_INET, value & 0xFFFFFFFF
+        return family, value
+    return None
+
+
+def _mask(family: int, prefix: int) -> int:
+    bits = _FAMILY_BITS[family]
+    return ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1)
+
+
+class NetworkSet:
+    """Networks to test addresses from `parse_address` against, without building objects."""
+
+    def __init__(self, networks: Iterable[IPv4Network | IPv6Network]):
+        self.entries = [
+            (
+                socket.AF_INET if net.version == 4 else socket.AF_INET6,
+                int(net.network_address),
+                _mask(socket.AF_INET if net.version == 4 else socket.AF_INET6, net.prefixlen),
+            )
+            for net in networks
+        ]
+
+    def __contains__(self, address: tuple[int, int] | None) -> bool:
+        if address is None:
+            return False
+        family, value = address
+        return any(f == family and value & mask == net for f, net, mask in self.entries)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+
+def client_network(address: tuple[int, int], ipv4_prefix: int, ipv6_prefix: int) -> str:
+    """The network (e.g. 192.0.2.0/24) that greylisting groups a parsed client address in."""
+    family, value = address
+    prefix = ipv4_prefix if family == socket.AF_INET else ipv6_prefix
+    network = value & _mask(family, prefix)
+    packed = network.to_bytes(_FAMILY_BITS[family] // 8, "big")
+    return f"{socket.inet_ntop(family, packed)}/{prefix}"
 
 
 def domain_of(address: str) -> str:

@@ -2,9 +2,9 @@
 
 from dataclasses import dataclass
 from importlib import resources
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
-from mailstack.policyd.addresses import domain_of
+from mailstack.policyd.addresses import NetworkSet, domain_of
 
 SHIPPED_LIST = "big_senders.txt"
 
@@ -31,7 +31,7 @@ def _suffix_match(name: str, suffixes: frozenset[str]) -> bool:
 
 @dataclass(frozen=True)
 class Allowlist:
-    networks: tuple[IPv4Network | IPv6Network, ...]
+    networks: NetworkSet
     hostname_suffixes: frozenset[str]
     sender_domains: frozenset[str]
     recipients: frozenset[str]
@@ -47,22 +47,17 @@ class Allowlist:
             networks += shipped_networks
         recipients = [r.lower() for r in greylisting.allow_recipients]
         return cls(
-            networks=tuple(networks),
+            networks=NetworkSet(networks),
             hostname_suffixes=frozenset(suffixes),
             sender_domains=frozenset(greylisting.allow_sender_domains),
             recipients=frozenset(r for r in recipients if not r.startswith("@")),
             recipient_domains=frozenset(r[1:] for r in recipients if r.startswith("@")),
         )
 
-    def reason(self, client_address: str, client_name: str, sender: str, recipient: str) -> str:
-        """Why this request is allow-listed ('' if it is not)."""
-        if self.networks:
-            try:
-                address = ip_address(client_address)
-            except ValueError:
-                address = None
-            if address is not None and any(address in net for net in self.networks):
-                return "client network"
+    def reason(self, client: tuple[int, int], client_name: str, sender: str, recipient: str) -> str:
+        """Why this request is allow-listed ('' if it is not); `client` from parse_address."""
+        if client in self.networks:
+            return "client network"
         # Postfix's client_name is "unknown" unless the reverse name resolves back to the client.
         if client_name != "unknown" and _suffix_match(client_name.lower(), self.hostname_suffixes):
             return "client host name"

@@ -14,9 +14,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import ip_address
 
-from mailstack.policyd.addresses import client_network, normalise_recipient, normalise_sender
+from mailstack.policyd.addresses import (
+    NetworkSet,
+    client_network,
+    normalise_recipient,
+    normalise_sender,
+    parse_address,
+)
 from mailstack.policyd.allowlist import Allowlist
 from mailstack.policyd.config import PolicydConfig
 from mailstack.policyd.metrics import Metrics
@@ -80,7 +85,7 @@ class Policy:
         self.metrics = metrics
         self.clock = clock
         self.allowlist = Allowlist.from_settings(config.greylisting)
-        self.trusted = tuple(config.trusted_networks)
+        self.trusted = NetworkSet(config.trusted_networks)
         limits = [self.outbound.default.recipients, self.outbound.default.window_seconds * 1000]
         for name, limit in self.outbound.classes.items():
             limits += [name, limit.recipients, limit.window_seconds * 1000]
@@ -104,27 +109,21 @@ class Policy:
             return await self._greylist(request)
         return Decision("none", "other-state", DUNNO)
 
-    def _trusted(self, client_address: str) -> bool:
-        try:
-            address = ip_address(client_address)
-        except ValueError:
-            return False
-        return any(address in net for net in self.trusted)
-
     async def _greylist(self, request: dict[str, str]) -> Decision:
         settings = self.greylisting
         if not settings.enabled:
             return Decision("greylist", "disabled", DUNNO)
         client = request.get("client_address", "")
-        if self._trusted(client):
-            return Decision("greylist", "trusted", DUNNO)
-        network = client_network(client, settings.ipv4_prefix, settings.ipv6_prefix)
-        if network is None:
+        address = parse_address(client)
+        if address is None:
             log.warning("greylist: no valid client_address %r; not greylisted", client[:64])
             return Decision("greylist", "no-client-address", DUNNO)
+        if address in self.trusted:
+            return Decision("greylist", "trusted", DUNNO)
+        network = client_network(address, settings.ipv4_prefix, settings.ipv6_prefix)
         sender = normalise_sender(request.get("sender", ""))
         recipient = normalise_recipient(request.get("recipient", ""))
-        if self.allowlist.reason(client, request.get("client_name", ""), sender, recipient):
+        if self.allowlist.reason(address, request.get("client_name", ""), sender, recipient):
             return Decision("greylist", "allow-listed", DUNNO)
         try:
             verdict, number = await self.store.greylist(

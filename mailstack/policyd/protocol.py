@@ -5,7 +5,6 @@ line. Postfix keeps the connection open for further requests. Anything that is n
 Postfix would send raises `ProtocolError`, and the server closes that connection.
 """
 
-import asyncio
 import re
 from dataclasses import dataclass
 
@@ -41,67 +40,85 @@ class Limits:
         return self.max_line_bytes * self.max_attributes
 
 
+# Checked over a whole request at once (cheaper than per line): a control character other than
+# the line ends, or a line that does not start with a well-formed name and '='.
+_ANY_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_BAD_LINE_START = re.compile(r"(?m)^(?![a-z0-9_]{1,64}=)")
+
+
 def parse_request(block: bytes, limits: Limits) -> dict[str, str]:
     """Parse one request (its lines and the blank line that ends it) into its attributes."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("request is not UTF-8") from None
+    body = text[: -len(REQUEST_END)]
+    if not text.endswith("\n\n") or _ANY_CONTROL.search(body) or _BAD_LINE_START.search(body):
+        _explain_malformed(block)
+    lines = body.split("\n")
+    if len(lines) > limits.max_attributes:
+        raise ProtocolError(f"more than {limits.max_attributes} attributes", "too-large")
+    if len(block) > limits.max_line_bytes and any(
+        len(line.encode()) > limits.max_line_bytes for line in lines
+    ):
+        raise ProtocolError(
+            f"attribute line longer than {limits.max_line_bytes} bytes", "too-large"
+        )
+    attributes = dict(line.split("=", 1) for line in lines)
+    if attributes.get("request") != "smtpd_access_policy":
+        raise ProtocolError("not an smtpd_access_policy request")
+    return attributes
+
+
+def _explain_malformed(block: bytes) -> None:
+    """Raise the ProtocolError that says what is wrong with a request that is not well formed."""
     if not block.endswith(REQUEST_END):
         raise ProtocolError("request not ended by a blank line", "incomplete")
     raw_lines = block[: -len(REQUEST_END)].split(b"\n")
     if raw_lines == [b""]:
         raise ProtocolError("empty request")
-    if len(raw_lines) > limits.max_attributes:
-        raise ProtocolError(f"more than {limits.max_attributes} attributes", "too-large")
-    attributes: dict[str, str] = {}
     for raw in raw_lines:
-        if len(raw) > limits.max_line_bytes:
-            raise ProtocolError(
-                f"attribute line longer than {limits.max_line_bytes} bytes", "too-large"
-            )
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtocolError("attribute line is not UTF-8") from None
-        name, sep, value = line.partition("=")
+        name, sep, value = raw.decode("utf-8").partition("=")
         if not sep:
             raise ProtocolError("attribute line without '='")
         if not _NAME.fullmatch(name):
             raise ProtocolError("malformed attribute name")
         if _CONTROL.search(value):
             raise ProtocolError("control character in attribute value")
-        attributes[name] = value
-    if attributes.get("request") != "smtpd_access_policy":
-        raise ProtocolError("not an smtpd_access_policy request")
-    return attributes
+    raise ProtocolError("malformed request")
 
 
-async def read_request(reader: asyncio.StreamReader, limits: Limits) -> bytes | None:
-    """The next request's bytes, or None when the client closed the connection between requests.
+class RequestFramer:
+    """Cuts the byte stream of one connection into requests, within the size limit."""
 
-    The client may stay idle between requests for `idle_timeout`; once a request has begun it must
-    be complete within `request_timeout` and `max_request_bytes`.
-    """
-    try:
-        async with asyncio.timeout(limits.idle_timeout):
-            first = await reader.read(1)
-    except TimeoutError:
-        raise ProtocolError(f"idle for {limits.idle_timeout:g} s", "timeout") from None
-    if not first:
-        return None
-    if first == b"\n":
-        raise ProtocolError("empty request")
-    try:
-        async with asyncio.timeout(limits.request_timeout):
-            rest = await reader.readuntil(REQUEST_END)
-    except TimeoutError:
-        raise ProtocolError(
-            f"request not complete within {limits.request_timeout:g} s", "timeout"
-        ) from None
-    except asyncio.IncompleteReadError:
-        raise ProtocolError("connection closed in the middle of a request", "incomplete") from None
-    except asyncio.LimitOverrunError:
-        raise ProtocolError(
-            f"request larger than {limits.max_request_bytes} bytes", "too-large"
-        ) from None
-    return first + rest
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.buffer = bytearray()
+
+    @property
+    def pending(self) -> bool:
+        """Part of a request has arrived but not its end."""
+        return bool(self.buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The requests completed by `data` (each with its blank line), in order."""
+        self.buffer += data
+        requests = []
+        start = 0
+        while (end := self.buffer.find(REQUEST_END, start)) >= 0:
+            if self.buffer[start : start + 1] == b"\n":
+                raise ProtocolError("empty request")
+            requests.append(bytes(self.buffer[start : end + len(REQUEST_END)]))
+            start = end + len(REQUEST_END)
+        if start:
+            del self.buffer[:start]
+        if self.buffer[:1] == b"\n":
+            raise ProtocolError("empty request")
+        if len(self.buffer) > self.limits.max_request_bytes:
+            raise ProtocolError(
+                f"request larger than {self.limits.max_request_bytes} bytes", "too-large"
+            )
+        return requests
 
 
 def answer(action: str) -> bytes:

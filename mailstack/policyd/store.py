@@ -5,14 +5,11 @@ takes longer than `timeout` raises `StoreUnavailable`; after a failure the store
 again for `retry_interval`, so a dead Valkey costs requests nothing but the fault behaviour.
 """
 
-import asyncio
 import time
 from importlib import resources
 
-import valkey.asyncio as valkey_asyncio
-from valkey.exceptions import ValkeyError
-
 from mailstack.policyd.metrics import Metrics
+from mailstack.policyd.resp import PipelinedClient, ReplyError
 
 
 class StoreUnavailable(Exception):
@@ -37,30 +34,29 @@ class Store:
         self.retry_interval = retry_interval
         self.metrics = metrics
         self._down_until = 0.0
-        self.client = valkey_asyncio.Valkey.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-            health_check_interval=0,
-        )
-        self._greylist = self.client.register_script(_script("greylist.lua"))
-        self._outbound_check = self.client.register_script(_script("outbound_check.lua"))
-        self._outbound_commit = self.client.register_script(_script("outbound_commit.lua"))
+        self.client = PipelinedClient(url, timeout=timeout)
+        self._greylist = self.client.script(_script("greylist.lua"))
+        self._outbound_check = self.client.script(_script("outbound_check.lua"))
+        self._outbound_commit = self.client.script(_script("outbound_commit.lua"))
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
 
-    async def _run(self, script, keys: list[str], args: list) -> list:
+    async def _run(self, script: str, keys: list[str], args: list):
         if time.monotonic() < self._down_until:
             raise StoreUnavailable("failed moments ago; not retried yet")
         try:
-            async with asyncio.timeout(self.timeout):
-                return await script(keys=keys, args=args)
-        except (ValkeyError, OSError, TimeoutError) as error:
-            self._down_until = time.monotonic() + self.retry_interval
-            self.metrics.store_errors.inc()
-            raise StoreUnavailable(f"{type(error).__name__}: {error}".rstrip(": ")) from None
+            return await self.client.run_script(script, keys, args)
+        except TimeoutError:
+            self._failed()
+            raise StoreUnavailable(f"no answer within {self.timeout:g} s") from None
+        except (ReplyError, OSError) as error:
+            self._failed()
+            raise StoreUnavailable(f"{type(error).__name__}: {error}") from None
+
+    def _failed(self) -> None:
+        self._down_until = time.monotonic() + self.retry_interval
+        self.metrics.store_errors.inc()
 
     async def greylist(
         self,
@@ -112,12 +108,12 @@ class Store:
     async def set_limit_class(self, user: str, limit_class: str | None) -> None:
         """Record a user's limit class (None: the default), as the account data says."""
         if limit_class is None:
-            await self.client.hdel(self.key("limit-class"), user)
+            await self.client.execute("HDEL", self.key("limit-class"), user)
         else:
-            await self.client.hset(self.key("limit-class"), user, limit_class)
+            await self.client.execute("HSET", self.key("limit-class"), user, limit_class)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
 
 def _text(value) -> str:
