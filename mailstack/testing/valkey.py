@@ -22,7 +22,8 @@ from mailstack.debian import debian_mirror
 
 CACHE_DIR = Path("/var/cache/mailstack")
 SUITE = "trixie"
-PACKAGES = ("valkey-server",)
+# valkey-server is the store; python3-venv lets tests install the policy service the way hosts do.
+PACKAGES = ("valkey-server", "python3-venv")
 
 
 def _cache_key() -> str:
