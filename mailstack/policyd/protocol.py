@@ -123,4 +123,7 @@ class RequestFramer:
 
 def answer(action: str) -> bytes:
     """The response line for an action such as `DUNNO` or `DEFER_IF_PERMIT 4.7.1 text`."""
-    return f"action={action}\n\n".encode()
+    return _DUNNO_ANSWER if action == "DUNNO" else f"action={action}\n\n".encode()
+
+
+_DUNNO_ANSWER = b"action=DUNNO\n\n"

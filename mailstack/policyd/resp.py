@@ -24,12 +24,10 @@ class IncompleteReply(Exception):
 
 def encode_arguments(args) -> bytes:
     """RESP bulk strings for command arguments (without the array header)."""
-    parts = []
-    for arg in args:
-        text = arg if isinstance(arg, str) else str(arg)
-        size = len(text) if text.isascii() else len(text.encode())
-        parts.append(f"${size}\r\n{text}\r\n")
-    return "".join(parts).encode()
+    texts = [arg if isinstance(arg, str) else str(arg) for arg in args]
+    if "".join(texts).isascii():
+        return "".join([f"${len(text)}\r\n{text}\r\n" for text in texts]).encode()
+    return b"".join(b"$%d\r\n%s\r\n" % (len(data), data) for data in map(str.encode, texts))
 
 
 def encode_command(args) -> bytes:
