@@ -59,10 +59,16 @@ class Allowlist:
         if client in self.networks:
             return "client network"
         # Postfix's client_name is "unknown" unless the reverse name resolves back to the client.
-        if client_name != "unknown" and _suffix_match(client_name.lower(), self.hostname_suffixes):
+        if (
+            self.hostname_suffixes
+            and client_name != "unknown"
+            and _suffix_match(client_name.lower(), self.hostname_suffixes)
+        ):
             return "client host name"
-        if sender and _suffix_match(domain_of(sender), self.sender_domains):
+        if self.sender_domains and _suffix_match(domain_of(sender), self.sender_domains):
             return "sender domain"
-        if recipient in self.recipients or domain_of(recipient) in self.recipient_domains:
+        if recipient in self.recipients or (
+            self.recipient_domains and domain_of(recipient) in self.recipient_domains
+        ):
             return "recipient"
         return ""

@@ -205,12 +205,14 @@ class PipelinedClient:
         return sha
 
     async def run_script(self, sha: str, keys: list[str], args: list):
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = await self.connection()
         count = 3 + len(keys) + len(args)
         head = self._evalsha_heads.get((sha, count, len(keys)))
         if head is None:
             head = b"*%d\r\n" % count + encode_arguments(["EVALSHA", sha, len(keys)])
             self._evalsha_heads[(sha, count, len(keys))] = head
-        connection = await self.connection()
         try:
             return await connection.send(
                 head + encode_arguments((*keys, *args)), asyncio.get_running_loop()
