@@ -10,9 +10,7 @@ an earlier triplet; 1, 8 and 32 connections. The policy service keeps its state 
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +18,8 @@ from pathlib import Path
 import pytest
 from loadgen import Workload, run
 
-from mailstack.testing.valkey import ValkeyServer, free_port
+from mailstack.testing.processes import free_port, start_policyd, stop, wait_for_port
+from mailstack.testing.valkey import ValkeyServer
 
 pytestmark = pytest.mark.benchmark
 
@@ -28,29 +27,6 @@ CONNECTIONS = (1, 8, 32)
 WORKLOADS = (("new triplets", 0.0), ("mix, half repeats", 0.5))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 RESULTS = Path("/var/cache/mailstack/benchmarks")
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -62,25 +38,11 @@ def _cpu_seconds(pid: int) -> float:
 def policyd(tmp_path_factory):
     log = tmp_path_factory.mktemp("policyd") / "policyd.log"
     with ValkeyServer() as valkey, open(log, "w") as log_file:
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mailstack.cli",
-                "policyd",
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--valkey",
-                valkey.url,
-            ],
-            stderr=log_file,
-        )
+        process, port = start_policyd(valkey.url, stderr=log_file)
         try:
-            _wait_for_port(port, process)
             yield port, process.pid
         finally:
-            _stop(process)
+            stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +68,10 @@ def postgrey():
             stderr=log_file,
         )
         try:
-            _wait_for_port(port, process)
+            wait_for_port(port, process)
             yield port, process.pid
         finally:
-            _stop(process)
+            stop(process)
             shutil.rmtree(dbdir, ignore_errors=True)
 
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from mailstack.debian import debian_mirror
+from mailstack.testing.processes import free_port
 
 CACHE_DIR = Path("/var/cache/mailstack")
 SUITE = "trixie"
@@ -65,12 +66,6 @@ def valkey_root() -> Path:
         subprocess.run(["tar", "-xf", str(tarball), "-C", str(unpacking)], check=True)
         unpacking.rename(root)
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ValkeyServer:

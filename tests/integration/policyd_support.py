@@ -44,3 +44,13 @@ async def policy_services(valkey_url: str, key_prefix: str, count=1, clock=time.
 
 def client(server: PolicyServer) -> PolicyClient:
     return PolicyClient("127.0.0.1", server.port)
+
+
+@contextlib.asynccontextmanager
+async def one_service(valkey_url: str, key_prefix: str, **options):
+    """One policy service and one client connection to it: (server, client)."""
+    async with (
+        policy_services(valkey_url, key_prefix, **options) as (server,),
+        client(server) as mx,
+    ):
+        yield server, mx

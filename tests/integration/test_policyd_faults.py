@@ -9,10 +9,11 @@ import sys
 import time
 
 import pytest
-from policyd_support import client, policy_services
+from policyd_support import client, one_service, policy_services
 
 from mailstack.testing.policy_client import PolicyClient, request_bytes
-from mailstack.testing.valkey import ValkeyServer, free_port
+from mailstack.testing.processes import free_port, start_policyd
+from mailstack.testing.valkey import ValkeyServer
 
 pytestmark = pytest.mark.valkey
 
@@ -87,10 +88,7 @@ def test_a_frozen_valkey_costs_at_most_the_store_timeout_and_recovery_is_automat
     own_valkey, key_prefix
 ):
     async def scenario():
-        async with (
-            policy_services(own_valkey.url, key_prefix, service=STORE) as (server,),
-            client(server) as mx,
-        ):
+        async with one_service(own_valkey.url, key_prefix, service=STORE) as (_server, mx):
             assert (await mx.ask()).startswith("DEFER_IF_PERMIT")
             own_valkey.freeze()
             try:
@@ -110,10 +108,7 @@ def test_a_frozen_valkey_costs_at_most_the_store_timeout_and_recovery_is_automat
 
 def test_a_restarted_valkey_is_used_again(own_valkey, key_prefix):
     async def scenario():
-        async with (
-            policy_services(own_valkey.url, key_prefix, service=STORE) as (server,),
-            client(server) as mx,
-        ):
+        async with one_service(own_valkey.url, key_prefix, service=STORE) as (_server, mx):
             assert (await mx.ask()).startswith("DEFER_IF_PERMIT")
             own_valkey.kill()
             assert await mx.ask(recipient="x@example.net") == "DUNNO"
@@ -127,10 +122,7 @@ def test_a_restarted_valkey_is_used_again(own_valkey, key_prefix):
 def test_an_unreachable_valkey_fails_fast(key_prefix):
     async def scenario():
         nothing = f"redis://127.0.0.1:{free_port()}/0"
-        async with (
-            policy_services(nothing, key_prefix, service=STORE) as (server,),
-            client(server) as mx,
-        ):
+        async with one_service(nothing, key_prefix, service=STORE) as (_server, mx):
             action, took = await timed(mx)
             assert action == "DUNNO" and took < BOUND
             action, took = await timed(mx, sasl_username="alice")
@@ -271,33 +263,11 @@ def test_metrics_endpoint(valkey, key_prefix):
 
 
 def test_the_command_serves_and_stops_on_sigterm(valkey):
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mailstack.cli",
-            "policyd",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--valkey",
-            valkey.url,
-            "--greylist-delay",
-            "60",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+    process, port = start_policyd(
+        valkey.url, "--greylist-delay", "60", stderr=subprocess.PIPE, text=True
     )
     try:
-        for _ in range(100):
-            try:
-                connection = socket.create_connection(("127.0.0.1", port))
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("policyd did not listen")
-        with connection:
+        with socket.create_connection(("127.0.0.1", port)) as connection:
             connection.sendall(request_bytes(sender=f"cli-{port}@example.org"))
             answer = connection.recv(4096)
         assert answer.startswith(b"action=DEFER_IF_PERMIT 4.7.1 Greylisted")

@@ -3,7 +3,7 @@
 import asyncio
 
 import pytest
-from policyd_support import FakeClock, client, policy_services
+from policyd_support import FakeClock, client, one_service, policy_services
 
 pytestmark = pytest.mark.valkey
 
@@ -69,15 +69,12 @@ def test_a_retry_after_the_retry_window_starts_over(valkey, key_prefix):
     clock = FakeClock()
 
     async def scenario():
-        async with (
-            policy_services(
-                valkey.url,
-                key_prefix,
-                clock=clock,
-                greylisting={**GREYLISTING, "retry_window_seconds": 3600},
-            ) as (server,),
-            client(server) as mx,
-        ):
+        async with one_service(
+            valkey.url,
+            key_prefix,
+            clock=clock,
+            greylisting={**GREYLISTING, "retry_window_seconds": 3600},
+        ) as (_server, mx):
             assert (await mx.ask()).startswith("DEFER_IF_PERMIT")
             clock.advance(3601)
             retry = await mx.ask()
@@ -90,14 +87,11 @@ def test_entries_expire_in_valkey_by_themselves(valkey, key_prefix):
     import valkey as valkey_client
 
     async def scenario():
-        async with (
-            policy_services(
-                valkey.url,
-                key_prefix,
-                greylisting={**GREYLISTING, "retry_window_seconds": 600},
-            ) as (server,),
-            client(server) as mx,
-        ):
+        async with one_service(
+            valkey.url,
+            key_prefix,
+            greylisting={**GREYLISTING, "retry_window_seconds": 600},
+        ) as (_server, mx):
             await mx.ask()
 
     asyncio.run(scenario())
@@ -111,15 +105,12 @@ def test_a_client_network_is_allowed_after_n_passed_retries(valkey, key_prefix):
     clock = FakeClock()
 
     async def scenario():
-        async with (
-            policy_services(
-                valkey.url,
-                key_prefix,
-                clock=clock,
-                greylisting={**GREYLISTING, "auto_allow_after": 2},
-            ) as (server,),
-            client(server) as mx,
-        ):
+        async with one_service(
+            valkey.url,
+            key_prefix,
+            clock=clock,
+            greylisting={**GREYLISTING, "auto_allow_after": 2},
+        ) as (_server, mx):
             for recipient in ("one@example.net", "two@example.net"):
                 assert (await mx.ask(recipient=recipient)).startswith("DEFER_IF_PERMIT")
             clock.advance(301)
@@ -161,15 +152,12 @@ def test_a_client_network_is_allowed_after_n_passed_retries(valkey, key_prefix):
 )
 def test_who_is_never_greylisted(valkey, key_prefix, request_attributes):
     async def scenario():
-        async with (
-            policy_services(
-                valkey.url,
-                key_prefix,
-                greylisting={**GREYLISTING, "allow_recipients": ["postmaster@example.net"]},
-                trusted_networks=["127.0.0.0/8", "10.20.0.0/16"],
-            ) as (server,),
-            client(server) as mx,
-        ):
+        async with one_service(
+            valkey.url,
+            key_prefix,
+            greylisting={**GREYLISTING, "allow_recipients": ["postmaster@example.net"]},
+            trusted_networks=["127.0.0.0/8", "10.20.0.0/16"],
+        ) as (_server, mx):
             assert await mx.ask(**request_attributes) == "DUNNO"
             # The same request without the exemption is greylisted.
             assert (await mx.ask()).startswith("DEFER_IF_PERMIT")
@@ -179,9 +167,9 @@ def test_who_is_never_greylisted(valkey, key_prefix, request_attributes):
 
 def test_greylisting_can_be_turned_off(valkey, key_prefix):
     async def scenario():
-        async with (
-            policy_services(valkey.url, key_prefix, greylisting={"enabled": False}) as (server,),
-            client(server) as mx,
+        async with one_service(valkey.url, key_prefix, greylisting={"enabled": False}) as (
+            _server,
+            mx,
         ):
             assert await mx.ask() == "DUNNO"
 

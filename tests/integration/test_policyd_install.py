@@ -5,14 +5,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from mailstack.policyd.install import build_wheelhouse
 from mailstack.testing.policy_client import request_bytes
-from mailstack.testing.valkey import free_port
+from mailstack.testing.processes import start_policyd
 
 pytestmark = pytest.mark.valkey
 
@@ -55,31 +54,14 @@ def test_the_wheelhouse_installs_and_serves_on_debian_13(valkey):
             "--no-deps",
             f"{wheels}/{wheelhouse.mailstack_wheel.name}",
         )
-        port = free_port()
-        service = subprocess.Popen(
-            [
-                "chroot",
-                str(valkey.root),
-                f"{inside}/venv/bin/mailstack",
-                "policyd",
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--valkey",
-                valkey.url,
-            ],
+        service, port = start_policyd(
+            valkey.url,
+            command=["chroot", str(valkey.root), f"{inside}/venv/bin/mailstack"],
             stderr=subprocess.PIPE,
             text=True,
         )
         try:
-            for _ in range(100):
-                try:
-                    connection = socket.create_connection(("127.0.0.1", port))
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            else:
-                pytest.fail(f"the installed service did not listen: {service.stderr.read()}")
-            with connection:
+            with socket.create_connection(("127.0.0.1", port)) as connection:
                 connection.sendall(request_bytes(sender=f"installed-{port}@example.org"))
                 assert connection.recv(4096).startswith(b"action=DEFER_IF_PERMIT 4.7.1")
         finally:

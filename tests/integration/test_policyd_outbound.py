@@ -8,7 +8,7 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from policyd_support import FakeClock, client, policy_services
+from policyd_support import FakeClock, client, one_service, policy_services
 
 from mailstack.testing.policy_client import PolicyClient
 
@@ -21,24 +21,31 @@ def limit(recipients: int, window: int, **more) -> dict:
     return {"default": {"recipients": recipients, "window_seconds": window}, **more}
 
 
-async def send(mx: PolicyClient, instance: str, recipients: int, end: bool = True) -> list[str]:
-    """One SMTP transaction: RCPT per recipient, then END-OF-MESSAGE with the accepted count."""
-    actions = [
+async def reserve(mx: PolicyClient, instance: str, recipients: int) -> list[str]:
+    """The RCPT requests of one SMTP transaction."""
+    return [
         await mx.ask(sasl_username=USER, instance=instance, recipient=f"r{i}@example.org")
         for i in range(recipients)
     ]
+
+
+async def end_message(mx: PolicyClient, instance: str, recipient_count: int) -> None:
+    """The END-OF-MESSAGE request, with the number of recipients Postfix accepted."""
+    action = await mx.ask(
+        sasl_username=USER,
+        instance=instance,
+        protocol_state="END-OF-MESSAGE",
+        recipient="",
+        recipient_count=str(recipient_count),
+    )
+    assert action == "DUNNO"
+
+
+async def send(mx: PolicyClient, instance: str, recipients: int, end: bool = True) -> list[str]:
+    """One SMTP transaction: RCPT per recipient, then (if it ends) END-OF-MESSAGE."""
+    actions = await reserve(mx, instance, recipients)
     if end:
-        accepted = actions.count("DUNNO")
-        assert (
-            await mx.ask(
-                sasl_username=USER,
-                instance=instance,
-                protocol_state="END-OF-MESSAGE",
-                recipient="",
-                recipient_count=str(accepted),
-            )
-            == "DUNNO"
-        )
+        await end_message(mx, instance, actions.count("DUNNO"))
     return actions
 
 
@@ -46,10 +53,7 @@ def test_the_61st_recipient_in_five_minutes_is_deferred(valkey, key_prefix):
     clock = FakeClock()
 
     async def scenario():
-        async with (
-            policy_services(valkey.url, key_prefix, clock=clock) as (server,),
-            client(server) as mx,
-        ):
+        async with one_service(valkey.url, key_prefix, clock=clock) as (_server, mx):
             actions = await send(mx, "t1", 40)
             clock.advance(100)
             actions += await send(mx, "t2", 21)
@@ -97,12 +101,9 @@ def test_recipients_of_a_transaction_that_never_ends_are_not_charged(valkey, key
     clock = FakeClock()
 
     async def scenario():
-        async with (
-            policy_services(
-                valkey.url, key_prefix, clock=clock, outbound_limit=limit(5, 300, hold_seconds=60)
-            ) as (server,),
-            client(server) as mx,
-        ):
+        async with one_service(
+            valkey.url, key_prefix, clock=clock, outbound_limit=limit(5, 300, hold_seconds=60)
+        ) as (_server, mx):
             # Reserved at RCPT, but the client gives up before the end of the message.
             assert await send(mx, "abandoned", 5, end=False) == ["DUNNO"] * 5
             assert (await send(mx, "blocked", 1))[0].startswith("451")
@@ -114,19 +115,13 @@ def test_recipients_of_a_transaction_that_never_ends_are_not_charged(valkey, key
 
 def test_only_the_recipients_postfix_accepted_are_charged(valkey, key_prefix):
     async def scenario():
-        async with (
-            policy_services(valkey.url, key_prefix, outbound_limit=limit(5, 300)) as (server,),
-            client(server) as mx,
+        async with one_service(valkey.url, key_prefix, outbound_limit=limit(5, 300)) as (
+            _server,
+            mx,
         ):
-            for i in range(4):
-                await mx.ask(sasl_username=USER, instance="t1", recipient=f"r{i}@x.org")
+            await reserve(mx, "t1", 4)
             # Postfix refused one of the four after this check (a later restriction).
-            await mx.ask(
-                sasl_username=USER,
-                instance="t1",
-                protocol_state="END-OF-MESSAGE",
-                recipient_count="3",
-            )
+            await end_message(mx, "t1", 3)
             actions = await send(mx, "t2", 3)
             assert actions[:2] == ["DUNNO", "DUNNO"]
             assert actions[2].startswith("451 4.7.1")
@@ -138,21 +133,12 @@ def test_a_message_that_ends_after_its_reservations_lapsed_is_still_charged(valk
     clock = FakeClock()
 
     async def scenario():
-        async with (
-            policy_services(
-                valkey.url, key_prefix, clock=clock, outbound_limit=limit(5, 300, hold_seconds=60)
-            ) as (server,),
-            client(server) as mx,
-        ):
-            for i in range(3):
-                await mx.ask(sasl_username=USER, instance="slow", recipient=f"r{i}@x.org")
+        async with one_service(
+            valkey.url, key_prefix, clock=clock, outbound_limit=limit(5, 300, hold_seconds=60)
+        ) as (_server, mx):
+            await reserve(mx, "slow", 3)
             clock.advance(120)  # a very slow DATA phase
-            await mx.ask(
-                sasl_username=USER,
-                instance="slow",
-                protocol_state="END-OF-MESSAGE",
-                recipient_count="3",
-            )
+            await end_message(mx, "slow", 3)
             assert (await send(mx, "next", 3)).count("DUNNO") == 2
 
     asyncio.run(scenario())
@@ -225,12 +211,9 @@ def test_a_user_who_keeps_hitting_the_limit_is_reported(valkey, key_prefix, capl
 
 def test_authenticated_mail_is_not_limited_when_the_limit_is_off(valkey, key_prefix):
     async def scenario():
-        async with (
-            policy_services(
-                valkey.url, key_prefix, outbound_limit=limit(1, 300, enabled=False)
-            ) as (server,),
-            client(server) as mx,
-        ):
+        async with one_service(
+            valkey.url, key_prefix, outbound_limit=limit(1, 300, enabled=False)
+        ) as (_server, mx):
             assert await send(mx, "t", 3) == ["DUNNO"] * 3
 
     asyncio.run(scenario())
@@ -257,12 +240,9 @@ def test_the_window_admits_exactly_what_a_sliding_window_would(valkey, steps, li
 
     async def scenario():
         charged: list[float] = []
-        async with (
-            policy_services(
-                valkey.url, prefix, clock=clock, outbound_limit=limit(limit_count, 300)
-            ) as (server,),
-            client(server) as mx,
-        ):
+        async with one_service(
+            valkey.url, prefix, clock=clock, outbound_limit=limit(limit_count, 300)
+        ) as (_server, mx):
             for n, (advance_ms, recipients, ends) in enumerate(steps):
                 clock.advance(advance_ms / 1000)
                 actions = await send(mx, f"tx{n}", recipients, end=ends)
