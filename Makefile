@@ -50,7 +50,7 @@ lab-down: venv
 	mkdir -p $(dir $@) && touch $@
 
 bench: venv host-packages /var/cache/mailstack/.bench-packages
-	$(PYTHON) -m pytest -m benchmark -p no:cacheprovider benchmarks
+	$(PYTHON) -m pytest -m benchmark -p no:cacheprovider -s benchmarks
 
 docs: venv
 	$(VENV)/bin/mailstack settings docs > docs/settings.md
