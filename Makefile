@@ -5,7 +5,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 # Debian packages the machine running the lab and the suite needs.
 HOST_PACKAGES := systemd-container mmdebstrap apt-cacher-ng nftables iproute2 openssh-client \
-                 debian-archive-keyring ca-certificates
+                 debian-archive-keyring ca-certificates \
+                 postgresql dovecot-core postfix postfix-pgsql
 # What only the benchmarks compare against; each benchmark starts its own instance on a free
 # loopback port and stops it by PID, whatever the package's own service does.
 BENCH_PACKAGES := postgrey
@@ -55,7 +56,10 @@ bench: venv host-packages /var/cache/mailstack/.bench-packages
 docs: venv
 	$(VENV)/bin/mailstack settings docs > docs/settings.md
 
-# Re-pin every Python dependency (needs uv); the lock records hashes, never download URLs.
+# Re-pin every Python dependency (needs uv): the suite's and the operator's (3.11 here), and the
+# hosts' venvs (Debian 13's Python). The locks record hashes, never download URLs.
 lock:
 	uv pip compile --quiet pyproject.toml --extra test --generate-hashes --python-version 3.11 \
 	    --no-header -o requirements.lock
+	uv pip compile --quiet pyproject.toml --extra panel --generate-hashes --python-version 3.13 \
+	    --python-platform x86_64-manylinux_2_28 --no-header -o requirements-host.lock

@@ -5,6 +5,8 @@ import sys
 
 import yaml
 
+from mailstack.lab import cli as lab_cli
+
 
 def _settings_check(args: argparse.Namespace) -> int:
     from mailstack.settings import SettingsError, load_stack_file
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_settings_check)
     docs = settings_commands.add_parser("docs", help="print the settings reference (Markdown)")
     docs.set_defaults(func=_settings_docs)
+
+    lab_cli.register(commands)
 
     from mailstack.policyd import cli as policyd_cli
 

@@ -1,97 +1,77 @@
-"""The policy service on mx hosts: greylisting and the outbound recipient limit (docs/policyd.md).
+"""The policy service on the mx hosts: greylisting and the outbound recipient limit
+(docs/policyd.md). Its code and venv come from roles/venv.py; this role renders its
+configuration from the settings, installs the systemd unit and keeps the service running,
+restarted when the code, the configuration or the unit changed."""
 
-Packages; the service's own venv, installed from a wheelhouse prepared on the deploying machine
-(no package index needed on the host); its configuration rendered from the settings; the systemd
-unit; the service, restarted when any of them changed.
-"""
+from io import StringIO
 
-import io
-from pathlib import Path
-
+from psycopg.conninfo import make_conninfo
 from pyinfra import host, inventory
-from pyinfra.operations import apt, files, pip, server, systemd
+from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
+from mailstack import database
+from mailstack.deploying import (
+    APP_SOURCE,
+    APP_VENV,
+    code_version,
+    group_hosts,
+    secrets,
+    settings,
+)
 from mailstack.policyd.config import PolicydConfig, dump_config
-from mailstack.policyd.install import build_wheelhouse
-from mailstack.settings import load_stack_file
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV = "/opt/mailstack/policyd"
-WHEELS = "/opt/mailstack/policyd-wheels"
-CONFIG = "/etc/mailstack/policyd.json"
 UNIT = "mailstack-policyd.service"
-# Valkey runs on the db hosts (the Valkey role); Sentinel-aware addresses come with HA.
+CONFIG = "/etc/mailstack/policyd.json"
+# Valkey runs on the db hosts; clients that follow Sentinel come with the HA issue.
 VALKEY_PORT = 6379
 
-settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{host.data.stack}.yaml")
-service = settings.mail.policy_service
-valkey_host = host.data.get("valkey_host") or inventory.get_group("db")[0].data.private_ip
-config = PolicydConfig(
+config = settings(host)
+service = config.mail.policy_service
+db_hosts = [member["private_ip"] for member in group_hosts(inventory, "db")]
+policyd_config = PolicydConfig(
     # Postfix on the same host is the only client.
     listen=f"127.0.0.1:{service.port}",
-    metrics_listen=f"{host.data.private_ip}:{service.metrics_port}",
-    valkey_url=f"redis://{valkey_host}:{VALKEY_PORT}/0",
-    trusted_networks=["127.0.0.0/8", "::1/128", settings.network.ip_range],
-    greylisting=settings.mail.greylisting,
-    outbound_limit=settings.mail.outbound_limit,
+    metrics_listen=f"{host.data.get('private_ip')}:{service.metrics_port}",
+    valkey_url=f"redis://{db_hosts[0]}:{VALKEY_PORT}/0",
+    accounts_dsn=make_conninfo(
+        host=database.libpq_hosts(db_hosts),
+        port=database.PORT,
+        dbname=database.DATABASE,
+        user=database.LOOKUP_USER,
+        password=secrets(host).get("db_lookup_password"),
+        # pg_hba.conf admits the mail services over TLS only.
+        sslmode="require",
+        connect_timeout=2,
+    ),
+    trusted_networks=["127.0.0.0/8", "::1/128", config.network.ip_range],
+    greylisting=config.mail.greylisting,
+    outbound_limit=config.mail.outbound_limit,
     service=service,
 )
-wheelhouse = build_wheelhouse(ROOT)
 
-apt.packages(name="Python for the policy service's venv", packages=["python3", "python3-venv"])
-
-files.directory(name="Wheel directory", path=WHEELS, mode="755")
-uploads = [
-    files.put(
-        name=f"Wheel {wheel.name}",
-        src=str(wheel),
-        dest=f"{WHEELS}/{wheel.name}",
-        mode="644",
-    )
-    for wheel in [*wheelhouse.dependency_wheels(), wheelhouse.mailstack_wheel]
-]
-uploads.append(
-    files.put(
-        name="Pinned dependencies",
-        src=str(wheelhouse.requirements),
-        dest=f"{WHEELS}/requirements.txt",
-        mode="644",
-    )
-)
-venv = pip.venv(name="The policy service's venv", path=VENV, python="python3")
-installed = server.shell(
-    name="Install the policy service into its venv",
-    commands=[
-        f"{VENV}/bin/pip install --quiet --no-index --find-links {WHEELS} --require-hashes "
-        f"--requirement {WHEELS}/requirements.txt",
-        f"{VENV}/bin/pip install --quiet --no-index --no-deps --force-reinstall "
-        f"{WHEELS}/{wheelhouse.mailstack_wheel.name}",
-    ],
-    _if=any_changed(venv, *uploads),
-)
-
-files.directory(name="Configuration directory", path="/etc/mailstack", mode="755")
+files.directory(name="Create the configuration directory", path="/etc/mailstack", mode="755")
 configured = files.put(
-    name="Policy service configuration",
-    src=io.StringIO(dump_config(config)),
+    name="Configure the policy service",
+    src=StringIO(dump_config(policyd_config)),
     dest=CONFIG,
     mode="600",
 )
 unit = files.template(
-    name="Policy service unit",
-    src=str(ROOT / "templates/policyd/etc/systemd/system/mailstack-policyd.service.j2"),
+    name="Install the policy service's unit",
+    src="templates/policyd/etc/systemd/system/mailstack-policyd.service.j2",
     dest=f"/etc/systemd/system/{UNIT}",
     mode="644",
-    venv=VENV,
+    app_venv=APP_VENV,
+    app_source=APP_SOURCE,
     config=CONFIG,
+    code_version=code_version(),
 )
-
-systemd.daemon_reload(name="Reload systemd units", _if=unit.did_change)
-systemd.service(name="Policy service running", service=UNIT, running=True, enabled=True)
+systemd.daemon_reload(name="Reload systemd for the policy service's unit", _if=unit.did_change)
+systemd.service(name="Run the policy service", service=UNIT, running=True, enabled=True)
 systemd.service(
-    name="Restart the policy service for its changes",
+    name="Restart the policy service for its new code or configuration",
     service=UNIT,
     restarted=True,
-    _if=any_changed(installed, configured, unit),
+    _if=any_changed(configured, unit),
 )

@@ -38,6 +38,11 @@ class PolicydConfig(Model):
     valkey_url: str = Field(
         "redis://127.0.0.1:6379/0", description="The shared Valkey, as a redis:// URL."
     )
+    accounts_dsn: str | None = Field(
+        None,
+        description="libpq connection string to the account data as the read-only lookup role, "
+        "for users' outbound limit classes; None gives every user the default limit.",
+    )
     key_prefix: str = Field(
         "policyd:", description="Prefix of every Valkey key the service writes."
     )

@@ -88,6 +88,10 @@ class Metrics:
         self.store_errors = Counter(
             "policyd_store_errors_total", "Valkey calls that failed or timed out."
         )
+        self.account_errors = Counter(
+            "policyd_account_errors_total",
+            "Account data (limit class) lookups that failed or timed out.",
+        )
         self.protocol_errors = Counter(
             "policyd_protocol_errors_total",
             "Connections closed for malformed input, by reason.",
@@ -106,6 +110,7 @@ class Metrics:
             self.decisions,
             self.latency,
             self.store_errors,
+            self.account_errors,
             self.protocol_errors,
             self.connections,
             self.limit_reports,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mailstack.policyd.accounts import LimitClasses
 from mailstack.policyd.addresses import (
     NetworkSet,
     client_network,
@@ -75,10 +76,12 @@ class Policy:
         self,
         config: PolicydConfig,
         store: Store,
+        classes: LimitClasses,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ):
         self.config = config
+        self.classes = classes
         self.greylisting = config.greylisting
         self.outbound = config.outbound_limit
         self.store = store
@@ -169,9 +172,15 @@ class Policy:
 
     async def _outbound_check(self, user: str, request: dict[str, str]) -> Decision:
         instance = request.get("instance", "") or "-"
+        limit_class = await self.classes.limit_class(user)
         try:
             result = await self.store.outbound_check(
-                user, instance, self._now_ms(), self.outbound.hold_seconds * 1000, self._limit_args
+                user,
+                limit_class,
+                instance,
+                self._now_ms(),
+                self.outbound.hold_seconds * 1000,
+                self._limit_args,
             )
         except StoreUnavailable as error:
             return self._outbound_store_failure(user, error)

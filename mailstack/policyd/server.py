@@ -10,6 +10,7 @@ import logging
 import time
 from collections import deque
 
+from mailstack.policyd.accounts import LimitClasses
 from mailstack.policyd.config import PolicydConfig
 from mailstack.policyd.metrics import Metrics
 from mailstack.policyd.policy import DUNNO, Policy
@@ -148,7 +149,14 @@ class PolicyServer:
             retry_interval=service.store_retry_ms / 1000,
             metrics=self.metrics,
         )
-        self.policy = Policy(config, self.store, self.metrics, clock=clock)
+        self.classes = LimitClasses(
+            config.accounts_dsn,
+            cache_seconds=service.account_cache_seconds,
+            timeout=service.store_timeout_ms / 1000,
+            retry_interval=service.store_retry_ms / 1000,
+            metrics=self.metrics,
+        )
+        self.policy = Policy(config, self.store, self.classes, self.metrics, clock=clock)
         self.connections: set[PolicyConnection] = set()
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task | None = None
@@ -208,3 +216,4 @@ class PolicyServer:
             await server.wait_closed()
         self._servers.clear()
         await self.store.close()
+        await self.classes.close()

@@ -81,16 +81,15 @@ class Store:
             self.key("out-held", user),
             self.key("out-txn", user),
             self.key("out-hits", user),
-            self.key("limit-class"),
         ]
 
     async def outbound_check(
-        self, user: str, instance: str, now_ms: int, hold_ms: int, limits: list
+        self, user: str, limit_class: str, instance: str, now_ms: int, hold_ms: int, limits: list
     ) -> list:
         result = await self._run(
             self._outbound_check,
             self.outbound_keys(user),
-            [now_ms, user, instance, hold_ms, *limits],
+            [now_ms, limit_class, instance, hold_ms, *limits],
         )
         return [_text(v) if isinstance(v, bytes) else v for v in result]
 
@@ -104,13 +103,6 @@ class Store:
                 [now_ms, instance, recipient_count],
             )
         )
-
-    async def set_limit_class(self, user: str, limit_class: str | None) -> None:
-        """Record a user's limit class (None: the default), as the account data says."""
-        if limit_class is None:
-            await self.client.execute("HDEL", self.key("limit-class"), user)
-        else:
-            await self.client.execute("HSET", self.key("limit-class"), user, limit_class)
 
     async def close(self) -> None:
         await self.client.close()

@@ -126,15 +126,17 @@ class PolicyServiceSettings(Model):
         500,
         ge=10,
         le=10000,
-        description="Longest wait for Valkey per request; after it the fault behaviour applies. "
-        "Must stay well below Postfix's smtpd_policy_service_timeout (100 s).",
+        description="Longest wait for Valkey (and for the account data) per request; after it "
+        "the fault behaviour applies. Must stay well below Postfix's "
+        "smtpd_policy_service_timeout (100 s).",
     )
     store_retry_ms: int = Field(
         1000,
         ge=0,
         le=60000,
-        description="After a Valkey failure, requests answer at once by the fault behaviour for "
-        "this long before Valkey is tried again, so a dead store does not slow every request.",
+        description="After a Valkey (or account data) failure, requests answer at once by the "
+        "fault behaviour for this long before it is tried again, so a dead store does not slow "
+        "every request.",
     )
     max_line_bytes: int = Field(
         4096,
@@ -153,6 +155,13 @@ class PolicyServiceSettings(Model):
         gt=0,
         le=100,
         description="Time a client has from the first byte of a request to its blank line.",
+    )
+    account_cache_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description="How long a user's limit class read from the account data is reused "
+        "before it is read again; a class changed in the panel applies after at most this long.",
     )
     idle_timeout_seconds: float = Field(
         330,

@@ -40,12 +40,12 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
 def start_policyd(
     valkey_url: str, *flags: str, command: list[str] | None = None, **popen_options
 ) -> tuple[subprocess.Popen, int]:
-    """`mailstack policyd` on a free loopback port, listening when this returns."""
+    """The policy service (`command`, by default `mailstack policyd`) on a free loopback port,
+    listening when this returns."""
     port = free_port()
     process = subprocess.Popen(
         [
-            *(command or [sys.executable, "-m", "mailstack.cli"]),
-            "policyd",
+            *(command or [sys.executable, "-m", "mailstack.cli", "policyd"]),
             "--listen",
             f"127.0.0.1:{port}",
             "--valkey",

@@ -9,9 +9,9 @@ import sys
 import time
 
 import pytest
-from policyd_support import client, one_service, policy_services
 
 from mailstack.testing.policy_client import PolicyClient, request_bytes
+from mailstack.testing.policyd import client, one_service, policy_services
 from mailstack.testing.processes import free_port, start_policyd
 from mailstack.testing.valkey import ValkeyServer
 
@@ -127,6 +127,28 @@ def test_an_unreachable_valkey_fails_fast(key_prefix):
             assert action == "DUNNO" and took < BOUND
             action, took = await timed(mx, sasl_username="alice")
             assert action.startswith("451 4.7.1") and took < BOUND
+
+    asyncio.run(scenario())
+
+
+def test_unreachable_account_data_gives_the_default_limit(valkey, key_prefix):
+    async def scenario():
+        nowhere = f"host=127.0.0.1 port={free_port()} dbname=mailstack user=mail_lookup"
+        async with one_service(
+            valkey.url,
+            key_prefix,
+            accounts_dsn=nowhere,
+            service=STORE,
+            outbound_limit={"default": {"recipients": 2, "window_seconds": 300}},
+        ) as (server, mx):
+            answers = [
+                await timed(mx, sasl_username="alice", instance="t", recipient=f"r{i}@x.org")
+                for i in range(3)
+            ]
+            assert [a for a, _ in answers][:2] == ["DUNNO", "DUNNO"]
+            assert answers[2][0].startswith("451 4.7.1 Recipient limit reached")
+            assert max(took for _, took in answers) < BOUND
+            assert server.metrics.account_errors.get() >= 1
 
     asyncio.run(scenario())
 

@@ -3,7 +3,8 @@
 import asyncio
 
 import pytest
-from policyd_support import FakeClock, client, one_service, policy_services
+
+from mailstack.testing.policyd import FakeClock, client, one_service, policy_services
 
 pytestmark = pytest.mark.valkey
 

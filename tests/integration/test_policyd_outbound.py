@@ -8,9 +8,9 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from policyd_support import FakeClock, client, one_service, policy_services
 
 from mailstack.testing.policy_client import PolicyClient
+from mailstack.testing.policyd import FakeClock, client, one_service, policy_services
 
 pytestmark = pytest.mark.valkey
 
@@ -140,42 +140,6 @@ def test_a_message_that_ends_after_its_reservations_lapsed_is_still_charged(valk
             clock.advance(120)  # a very slow DATA phase
             await end_message(mx, "slow", 3)
             assert (await send(mx, "next", 3)).count("DUNNO") == 2
-
-    asyncio.run(scenario())
-
-
-def test_a_limit_class_from_the_account_data_applies(valkey, key_prefix):
-    async def scenario():
-        async with policy_services(
-            valkey.url,
-            key_prefix,
-            outbound_limit=limit(
-                2, 300, classes={"newsletter": {"recipients": 8, "window_seconds": 3600}}
-            ),
-        ) as (server,):
-            await server.store.set_limit_class(USER, "newsletter")
-            async with client(server) as mx:
-                actions = await send(mx, "t1", 9)
-                assert actions.count("DUNNO") == 8
-                assert "8 recipients in 3600 seconds" in actions[8]
-                # Other users keep the default.
-                other = [
-                    await mx.ask(sasl_username="bob@example.net", instance="t2", recipient=f"{i}@x")
-                    for i in range(3)
-                ]
-                assert other[:2] == ["DUNNO", "DUNNO"]
-                assert other[2].startswith("451")
-            # A class the settings do not know falls back to the default.
-            await server.store.set_limit_class(USER, "no-such-class")
-            await server.store.set_limit_class("carol@example.net", "no-such-class")
-            async with client(server) as mx:
-                carol = [
-                    await mx.ask(
-                        sasl_username="carol@example.net", instance="t3", recipient=f"{i}@x"
-                    )
-                    for i in range(3)
-                ]
-                assert carol[2].startswith("451")
 
     asyncio.run(scenario())
 

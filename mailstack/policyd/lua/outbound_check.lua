@@ -4,9 +4,8 @@
 -- KEYS[2]: holds (zset: member -> time its reservation lapses), the not yet charged ones
 -- KEYS[3]: transactions (hash: instance -> recipients reserved so far)
 -- KEYS[4]: hits (zset: instance -> time it was refused), transactions refused in the window
--- KEYS[5]: limit classes (hash: user -> class name), written from the account data
--- ARGV: now_ms, user, instance, hold_ms, default_limit, default_window_ms,
---       then per class: name, limit, window_ms
+-- ARGV: now_ms, the user's class ('' for the default), instance, hold_ms, default_limit,
+--       default_window_ms, then per class of the settings: name, limit, window_ms
 -- Returns {'ok', used, limit, window_ms, 0, 0, class}
 --      or {'limited', used, limit, window_ms, retry_after_ms, hits, class, new_hit}
 local now = tonumber(ARGV[1])
@@ -16,8 +15,8 @@ local limit = tonumber(ARGV[5])
 local window = tonumber(ARGV[6])
 local class = 'default'
 
-local wanted = redis.call('HGET', KEYS[5], ARGV[2])
-if wanted then
+local wanted = ARGV[2]
+if wanted ~= '' then
   for i = 7, #ARGV, 3 do
     if ARGV[i] == wanted then
       class, limit, window = wanted, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])

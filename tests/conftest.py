@@ -1,3 +1,5 @@
+"""Fixtures every part of the suite may use."""
+
 import itertools
 
 import pytest

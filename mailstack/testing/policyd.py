@@ -1,4 +1,4 @@
-"""Running policy services in-process against a real Valkey, with a clock tests can move."""
+"""Policy services run in-process for tests, against a real Valkey, with a clock tests move."""
 
 import contextlib
 import time

@@ -1,0 +1,106 @@
+"""The lab's internet (lab only): authoritative DNS for every lab zone (NSD), a foreign peer MTA
+(Postfix) and Pebble, the ACME test server standing in for Let's Encrypt."""
+
+from pyinfra import host
+from pyinfra.operations import apt, files, systemd
+
+from mailstack.deploying import lab_pki_dir, lab_state, settings
+from mailstack.lab.zones import lab_zones
+
+state = lab_state(host)
+lab = state.lab
+zones = lab_zones(settings(host), state)
+addresses = {
+    "address": str(state.internet_address),
+    "listed_address": str(state.listed_address),
+    "peer_domain": lab.peer_domain,
+}
+
+apt.packages(
+    name="Install DNS server, MTA and ACME test server",
+    packages=["nsd", "postfix", "pebble"],
+    update=True,
+    cache_time=3600,
+)
+
+# --- DNS ---------------------------------------------------------------------------------------
+dns_files = [
+    files.template(
+        name="Configure NSD",
+        src="templates/internet/etc/nsd/nsd.conf.j2",
+        dest="/etc/nsd/nsd.conf",
+        mode="644",
+        zones=zones,
+        **addresses,
+    )
+]
+for zone in zones:
+    dns_files.append(
+        files.template(
+            name=f"Zone {zone.name}",
+            src="templates/internet/etc/nsd/zones/zone.j2",
+            dest=f"/etc/nsd/zones/{zone.name}.zone",
+            mode="644",
+            zone=zone,
+            services_domain=lab.services_domain,
+        )
+    )
+systemd.service(
+    name="Run NSD",
+    service="nsd",
+    running=True,
+    enabled=True,
+    restarted=any(change.changed for change in dns_files),
+)
+
+# --- peer MTA ----------------------------------------------------------------------------------
+files.directory(name="Peer mailbox", path="/var/mail/peer", user="mail", group="mail", mode="700")
+postfix_config = files.template(
+    name="Configure the peer MTA",
+    src="templates/internet/etc/postfix/main.cf.j2",
+    dest="/etc/postfix/main.cf",
+    mode="644",
+    **addresses,
+)
+systemd.service(
+    name="Run Postfix",
+    service="postfix",
+    running=True,
+    enabled=True,
+    restarted=postfix_config.changed,
+)
+
+# --- ACME --------------------------------------------------------------------------------------
+pebble_files = [
+    files.put(
+        name=f"Pebble's TLS {part} (from the lab CA)",
+        src=str(lab_pki_dir(host) / f"acme.{suffix}"),
+        dest=f"/etc/pebble/tls/acme.{suffix}",
+        mode=mode,
+    )
+    for part, suffix, mode in (("certificate", "pem", "644"), ("key", "key", "600"))
+]
+pebble_files.append(
+    files.template(
+        name="Configure Pebble",
+        src="templates/internet/etc/pebble/pebble-config.json.j2",
+        dest="/etc/pebble/pebble-config.json",
+        mode="644",
+        **addresses,
+    )
+)
+pebble_unit = files.template(
+    name="Pebble service",
+    src="templates/internet/etc/systemd/system/pebble.service.j2",
+    dest="/etc/systemd/system/pebble.service",
+    mode="644",
+    **addresses,
+)
+systemd.service(
+    name="Run Pebble",
+    service="pebble",
+    running=True,
+    enabled=True,
+    daemon_reload=pebble_unit.changed,
+    restarted=pebble_unit.changed or any(change.changed for change in pebble_files),
+)
