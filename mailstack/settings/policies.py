@@ -104,12 +104,13 @@ class OutboundLimitSettings(Model):
         "times within one window, a sign of a compromised account.",
     )
     hold_seconds: int = Field(
-        900,
-        ge=60,
+        120,
+        ge=10,
         le=86400,
         description="How long a recipient accepted at RCPT stays reserved while its message has "
-        "not ended; a transaction that never reaches the end of its message (aborted, refused "
-        "at DATA) has its recipients released after this time, so they are not charged.",
+        "not ended. A transaction that never reaches the end of its message (aborted, refused "
+        "at DATA) has its recipients released after this time and never charged; a message "
+        "that ends later is charged when it ends.",
     )
 
 
