@@ -149,7 +149,9 @@ class Policy:
             )
             return Decision("greylist", "store-failure", DUNNO)
         if verdict in ("new", "early"):
-            log.info(
+            # Postfix logs every deferral with its text ("NOQUEUE: reject: RCPT ... Greylisted");
+            # a second line per deferral here would only cost time under a flood.
+            log.debug(
                 "greylist: %s client=%s network=%s sender=%s recipient=%s retry_in=%ss",
                 verdict,
                 client,
