@@ -16,14 +16,22 @@ OUTBOUND = {
 }
 
 
-def lookup_dsn(postgres) -> str:
+def service_with_accounts(postgres, valkey, key_prefix, cache_seconds: int):
+    """A policy service reading the test cluster's account data as the lookup role."""
     values = postgres.lookup_settings()
-    return make_conninfo(
+    dsn = make_conninfo(
         host=values["db_hosts"][0],
         port=values["db_port"],
         dbname=values["db_name"],
         user=values["db_user"],
         password=values["db_password"],
+    )
+    return one_service(
+        valkey.url,
+        key_prefix,
+        accounts_dsn=dsn,
+        outbound_limit=OUTBOUND,
+        service={"account_cache_seconds": cache_seconds},
     )
 
 
@@ -38,13 +46,7 @@ def test_a_mailbox_gets_the_limit_of_its_class(postgres, example_org, manage, va
     manage("mailbox", "change", "alice@example.org", "--limit-class", "newsletter")
 
     async def scenario():
-        async with one_service(
-            valkey.url,
-            key_prefix,
-            accounts_dsn=lookup_dsn(postgres),
-            outbound_limit=OUTBOUND,
-            service={"account_cache_seconds": 0},
-        ) as (server, mx):
+        async with service_with_accounts(postgres, valkey, key_prefix, 0) as (server, mx):
             alice = await accepted(mx, "alice@example.org", "a1")
             assert alice.count("DUNNO") == 4
             assert "4 recipients in 3600 seconds" in alice[4]
@@ -71,13 +73,7 @@ def test_classes_are_cached(postgres, example_org, manage, valkey, key_prefix):
     manage("mailbox", "change", "alice@example.org", "--limit-class", "newsletter")
 
     async def scenario():
-        async with one_service(
-            valkey.url,
-            key_prefix,
-            accounts_dsn=lookup_dsn(postgres),
-            outbound_limit=OUTBOUND,
-            service={"account_cache_seconds": 600},
-        ) as (_server, mx):
+        async with service_with_accounts(postgres, valkey, key_prefix, 600) as (_server, mx):
             assert (await accepted(mx, "alice@example.org", "a1", 1)) == ["DUNNO"]
             # (Django refuses to run in the event loop's thread.)
             await asyncio.to_thread(
