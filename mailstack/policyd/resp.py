@@ -175,10 +175,13 @@ class PipelinedClient:
             setup.append(["AUTH", *([self.username] if self.username else []), self.password])
         if self.db:
             setup.append(["SELECT", self.db])
-        for command in setup:
-            reply = await connection.send(encode_command(command), loop)
-            if isinstance(reply, ReplyError):
-                raise reply
+        try:
+            for command in setup:
+                await connection.send(encode_command(command), loop)
+        except BaseException:
+            # A refused password or database: this connection is of no use.
+            connection.transport.close()
+            raise
         return connection
 
     async def connection(self) -> _Connection:

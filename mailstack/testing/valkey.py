@@ -71,16 +71,18 @@ def valkey_root() -> Path:
 class ValkeyServer:
     """One valkey-server process on 127.0.0.1, started and stopped by its PID."""
 
-    def __init__(self, port: int | None = None, name: str | None = None):
+    def __init__(self, port: int | None = None, name: str | None = None, password: str = ""):
         self.root = valkey_root()
         self.port = port or free_port()
+        self.password = password
         # Data and log live inside the chroot; nothing is persisted between runs.
         self.workdir = Path("/tmp") / (name or f"valkey-{self.port}-{os.getpid()}")
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 20.0) -> "ValkeyServer":
         inside = self.root / str(self.workdir).lstrip("/")
@@ -104,6 +106,7 @@ class ValkeyServer:
                 "no",
                 "--logfile",
                 "valkey.log",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -129,7 +132,8 @@ class ValkeyServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
                 conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
+                # Without the password Valkey still answers, with NOAUTH: it is up.
+                return conn.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 

@@ -310,3 +310,15 @@ def test_the_command_names_a_bad_setting():
     )
     assert result.returncode == 2
     assert "listen" in result.stderr
+
+
+def test_valkey_with_a_password(key_prefix):
+    async def scenario(url: str) -> str:
+        async with one_service(url, key_prefix, service=STORE) as (_server, mx):
+            return await mx.ask()
+
+    with ValkeyServer(password="s3cret-pass") as protected:
+        assert asyncio.run(scenario(protected.url)).startswith("DEFER_IF_PERMIT")
+        # A wrong password is a store failure like any other: greylisting lets mail through.
+        wrong = protected.url.replace("s3cret-pass", "wrong")
+        assert asyncio.run(scenario(wrong)) == "DUNNO"
