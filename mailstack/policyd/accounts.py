@@ -20,6 +20,8 @@ log = logging.getLogger("mailstack.policyd")
 QUERY = "SELECT limit_class FROM mail.outbound_limit_classes WHERE sasl_username = %s"
 DEFAULT = ""
 """The class name meaning 'the default limit' (an empty class in the account data)."""
+CACHE_SWEEP_SIZE = 50_000
+"""When the cache holds this many users, entries past their time are dropped."""
 
 
 class LimitClasses:
@@ -68,6 +70,8 @@ class LimitClasses:
                 fallback or "default",
             )
             return fallback
+        if len(self._cache) >= CACHE_SWEEP_SIZE:
+            self._cache = {u: entry for u, entry in self._cache.items() if entry[1] > now}
         self._cache[user] = (found, now + self.cache_seconds)
         return found
 
