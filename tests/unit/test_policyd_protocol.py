@@ -149,3 +149,53 @@ def test_framer_on_arbitrary_chunks_yields_requests_or_raises_protocol_error(chu
             assert len(framer.buffer) <= limits.max_request_bytes
     except ProtocolError:
         pass
+
+
+def reference_parse(block: bytes, limits: Limits) -> dict[str, str] | None:
+    """The protocol's rules applied line by line, plainly: None where a request is refused."""
+    if not block.endswith(b"\n\n"):
+        return None
+    lines = block[:-2].split(b"\n")
+    if len(lines) > limits.max_attributes:
+        return None
+    attributes = {}
+    for raw in lines:
+        if len(raw) > limits.max_line_bytes:
+            return None
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        name, sep, value = line.partition("=")
+        if not sep or not (1 <= len(name) <= 64) or not all(c in NAME_CHARS for c in name):
+            return None
+        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
+            return None
+        attributes[name] = value
+    if attributes.get("request") != "smtpd_access_policy":
+        return None
+    return attributes
+
+
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+near_requests = st.lists(
+    st.one_of(
+        st.builds(lambda a: encode(a)[:-1], attribute_sets),
+        st.sampled_from(
+            [b"=", b"\n", b"\t", b"\x00", b"\x7f", b"\xc3\xa4", b"\xff", b"A", b"x" * 70]
+        ),
+        st.binary(max_size=10),
+    ),
+    max_size=6,
+).map(lambda parts: b"".join(parts) + b"\n")
+
+
+@given(near_requests)
+@settings(max_examples=500)
+def test_the_fast_parser_agrees_with_the_plain_rules(block):
+    limits = Limits(max_line_bytes=256, max_attributes=20)
+    expected = reference_parse(block, limits)
+    try:
+        assert parse_request(block, limits) == expected
+    except ProtocolError:
+        assert expected is None
