@@ -34,37 +34,40 @@ def encode_command(args) -> bytes:
     return b"*%d\r\n" % len(args) + encode_arguments(args)
 
 
-def parse_reply(buffer: bytes | bytearray, pos: int):
+_BULK, _ARRAY, _INTEGER, _STATUS, _ERROR = b"$*:+-"
+
+
+def parse_reply(buffer: bytes, pos: int):
     """One RESP2 reply from buffer[pos:]: (value, next position); IncompleteReply if cut off."""
     end = buffer.find(b"\r\n", pos)
     if end < 0:
         raise IncompleteReply
-    kind = buffer[pos : pos + 1]
-    line = bytes(buffer[pos + 1 : end])
-    pos = end + 2
-    if kind == b"+":
-        return line, pos
-    if kind == b":":
-        return int(line), pos
-    if kind == b"-":
-        return ReplyError(line.decode(errors="replace")), pos
-    if kind == b"$":
-        length = int(line)
+    kind = buffer[pos]
+    if kind == _BULK:
+        length = int(buffer[pos + 1 : end])
         if length < 0:
-            return None, pos
-        if len(buffer) < pos + length + 2:
+            return None, end + 2
+        start = end + 2
+        if len(buffer) < start + length + 2:
             raise IncompleteReply
-        return bytes(buffer[pos : pos + length]), pos + length + 2
-    if kind == b"*":
-        count = int(line)
+        return buffer[start : start + length], start + length + 2
+    if kind == _ARRAY:
+        count = int(buffer[pos + 1 : end])
         if count < 0:
-            return None, pos
+            return None, end + 2
+        pos = end + 2
         items = []
         for _ in range(count):
             item, pos = parse_reply(buffer, pos)
             items.append(item)
         return items, pos
-    raise ConnectionError(f"unexpected reply type {kind!r} from Valkey")
+    if kind == _INTEGER:
+        return int(buffer[pos + 1 : end]), end + 2
+    if kind == _STATUS:
+        return buffer[pos + 1 : end], end + 2
+    if kind == _ERROR:
+        return ReplyError(buffer[pos + 1 : end].decode(errors="replace")), end + 2
+    raise ConnectionError(f"unexpected reply type {bytes([kind])!r} from Valkey")
 
 
 class _Connection(asyncio.Protocol):
@@ -74,7 +77,7 @@ class _Connection(asyncio.Protocol):
         # Callers waiting for replies, oldest first, each with the time it gives up.
         self.pending: deque[tuple[asyncio.Future, float]] = deque()
         self.watchdog: asyncio.TimerHandle | None = None
-        self.buffer = bytearray()
+        self.buffer = b""
         self.outgoing: list[bytes] = []
         self.closed = False
 
@@ -82,11 +85,11 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
+        buffer = self.buffer + data if self.buffer else data
         pos = 0
         try:
             while self.pending:
-                value, pos = parse_reply(self.buffer, pos)
+                value, pos = parse_reply(buffer, pos)
                 future, _ = self.pending.popleft()
                 if not future.done():
                     if isinstance(value, ReplyError):
@@ -99,7 +102,7 @@ class _Connection(asyncio.Protocol):
             self._fail(ConnectionError(f"unreadable reply from Valkey: {error}"))
             self.transport.abort()
             return
-        del self.buffer[:pos]
+        self.buffer = buffer[pos:]
 
     def connection_lost(self, exc) -> None:
         self._fail(ConnectionError(f"connection to Valkey lost: {exc or 'closed'}"))
