@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
 
 # BATV: prvs=KEY-DAY-HASH=local, msprvs1=TAG=local, btv1==TAG==local.
-_BATV = re.compile(r"^(?:prvs|msprvs\d*)=[0-9a-z]+=|^btv1==[0-9a-z]+==")
+_BATV = re.compile(r"^(?:(?:prvs|msprvs\d*)=[0-9a-z]+=|btv1==[0-9a-z]+==)+")
 # SRS0=HASH=TT=original-domain=original-local (the forwarder's domain after the @).
 _SRS0 = re.compile(r"^srs0[=+-][^=]+=[^=]+=([^=]+)=(.+)$")
 # SRS1=HASH=first-forwarder==HASH=TT=original-domain=original-local.
@@ -19,18 +19,22 @@ _SRS1 = re.compile(r"^srs1[=+-][^=]+=[^=]+==[^=]+=[^=]+=([^=]+)=(.+)$")
 # Per-message numbers (VERP bounce ids) and long random tokens with digits in them.
 _NUMBER = re.compile(r"\b\d+\b")
 _TOKEN = re.compile(r"\b(?=[0-9a-z_]*\d)[0-9a-z_]{16,}\b")
+_DIGIT = re.compile(r"\d")
 
 
 def _strip_tags_once(address: str) -> str:
     local, at, domain = address.rpartition("@")
     if not at:
         return address
-    srs = _SRS1.match(local) or _SRS0.match(local)
-    if srs:
-        domain, local = srs.group(1), srs.group(2)
-    local = _BATV.sub("", local)
-    local = local.split("+", 1)[0] or local
-    local = _TOKEN.sub("#", _NUMBER.sub("#", local))
+    if "=" in local:
+        srs = _SRS1.match(local) or _SRS0.match(local)
+        if srs:
+            domain, local = srs.group(1), srs.group(2)
+        local = _BATV.sub("", local)
+    if "+" in local:
+        local = local.split("+", 1)[0] or local
+    if _DIGIT.search(local):
+        local = _TOKEN.sub("#", _NUMBER.sub("#", local))
     return f"{local}@{domain}"
 
 
@@ -39,11 +43,14 @@ def normalise_sender(sender: str) -> str:
     address = sender.strip().lower()
     if not address:
         return "<>"
-    # Each pass only shortens the address or turns digits into '#', so this ends, and a
-    # normalised address is its own normal form.
-    while (stripped := _strip_tags_once(address)) != address:
+    # Each pass only shortens the address or turns digits into '#' (which a second pass would
+    # not change), so this ends, and a normalised address is its own normal form. Only SRS and
+    # BATV ('=') and sub-addresses ('+') can hide further tags.
+    while True:
+        stripped = _strip_tags_once(address)
+        if stripped == address or ("=" not in stripped and "+" not in stripped):
+            return stripped
         address = stripped
-    return address
 
 
 def normalise_recipient(recipient: str) -> str:

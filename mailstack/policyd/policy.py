@@ -151,15 +151,16 @@ class Policy:
         if verdict in ("new", "early"):
             # Postfix logs every deferral with its text ("NOQUEUE: reject: RCPT ... Greylisted");
             # a second line per deferral here would only cost time under a flood.
-            log.debug(
-                "greylist: %s client=%s network=%s sender=%s recipient=%s retry_in=%ss",
-                verdict,
-                client,
-                network,
-                sender,
-                recipient,
-                seconds_ceil(number),
-            )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "greylist: %s client=%s network=%s sender=%s recipient=%s retry_in=%ss",
+                    verdict,
+                    client,
+                    network,
+                    sender,
+                    recipient,
+                    seconds_ceil(number),
+                )
             return Decision("greylist", verdict, greylist_text(number, verdict == "new"))
         if verdict == "passed":
             log.info(
