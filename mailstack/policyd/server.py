@@ -45,6 +45,7 @@ class PolicyConnection(asyncio.Protocol):
         self.peer = "?"
         self.idle_since = 0.0
         self.request_started = 0.0
+        self.closed_by_us = False
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -58,6 +59,9 @@ class PolicyConnection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.server.connections.discard(self)
         self.server.metrics.connections.inc(amount=-1)
+        if self.framer.pending and not self.closed_by_us:
+            self.server.metrics.protocol_errors.inc("incomplete")
+            log.info("policyd: connection from %s closed in the middle of a request", self.peer)
 
     def data_received(self, data: bytes) -> None:
         was_pending = self.framer.pending
@@ -108,6 +112,7 @@ class PolicyConnection(asyncio.Protocol):
             self.idle_since = server.loop.time()
 
     def close_for(self, error: ProtocolError) -> None:
+        self.closed_by_us = True
         self.server.metrics.protocol_errors.inc(error.kind)
         log.warning("policyd: closing connection from %s: %s", self.peer, error.reason)
         self.queue.clear()
@@ -128,6 +133,7 @@ class PolicyConnection(asyncio.Protocol):
         elif now - self.idle_since > limits.idle_timeout:
             # Postfix closes idle connections itself first; this only catches stray clients.
             log.info("policyd: closing connection from %s: idle", self.peer)
+            self.closed_by_us = True
             self.transport.close()
 
 

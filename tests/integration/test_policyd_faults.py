@@ -322,3 +322,23 @@ def test_valkey_with_a_password(key_prefix):
         # A wrong password is a store failure like any other: greylisting lets mail through.
         wrong = protected.url.replace("s3cret-pass", "wrong")
         assert asyncio.run(scenario(wrong)) == "DUNNO"
+
+
+def test_a_client_gone_in_the_middle_of_a_request_is_counted(valkey, key_prefix, caplog):
+    async def scenario():
+        async with one_service(valkey.url, key_prefix) as (server, mx):
+            _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request_bytes()[:50])
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+            for _ in range(50):
+                if server.metrics.protocol_errors.get("incomplete"):
+                    break
+                await asyncio.sleep(0.02)
+            assert server.metrics.protocol_errors.get("incomplete") == 1
+            assert (await mx.ask()).startswith("DEFER_IF_PERMIT")
+
+    with caplog.at_level(logging.INFO, logger="mailstack.policyd"):
+        asyncio.run(scenario())
+    assert any("in the middle of a request" in r.getMessage() for r in caplog.records)
