@@ -18,8 +18,9 @@ from mailstack.testing.valkey import ValkeyServer
 pytestmark = pytest.mark.valkey
 
 STORE = {"store_timeout_ms": 300, "store_retry_ms": 200}
-# Postfix's smtpd_policy_service_timeout is 100 s; the answer must come long before.
-BOUND = 1.0
+# Postfix's smtpd_policy_service_timeout is 100 s; the answer must come long before (the
+# store timeout here is 0.3 s; the rest is room for a busy machine).
+BOUND = 1.5
 
 
 async def timed(mx: PolicyClient, **attributes) -> tuple[str, float]:
@@ -88,16 +89,18 @@ def test_a_frozen_valkey_costs_at_most_the_store_timeout_and_recovery_is_automat
     own_valkey, key_prefix
 ):
     async def scenario():
-        async with one_service(own_valkey.url, key_prefix, service=STORE) as (_server, mx):
+        async with one_service(own_valkey.url, key_prefix, service=STORE) as (server, mx):
             assert (await mx.ask()).startswith("DEFER_IF_PERMIT")
             own_valkey.freeze()
             try:
                 action, took = await timed(mx, recipient="x@example.net")
                 assert action == "DUNNO"
                 assert 0.25 < took < BOUND
-                # Within store_retry_ms the store is not tried again: answers come at once.
+                assert server.metrics.store_errors.get() == 1
+                # Within store_retry_ms the store is not tried again: no second wait, no error.
                 action, took = await timed(mx, recipient="y@example.net")
-                assert action == "DUNNO" and took < 0.1
+                assert action == "DUNNO" and took < 0.25
+                assert server.metrics.store_errors.get() == 1
             finally:
                 own_valkey.thaw()
             await asyncio.sleep(0.3)
