@@ -29,4 +29,6 @@ if on("web"):
 if on("mailstore"):
     local.include("roles/dovecot.py")
 if on("mx"):
+    local.include("roles/policyd.py")
+if on("mx"):
     local.include("roles/postfix.py")
