@@ -22,6 +22,8 @@ if on("mx", "mailstore", "web"):
     local.include("roles/certificates.py")
 if on("db"):
     local.include("roles/db.py")
+if on("db"):
+    local.include("roles/valkey.py")
 if on("mx", "web"):
     local.include("roles/venv.py")
 if on("web"):

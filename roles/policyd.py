@@ -10,7 +10,7 @@ from pyinfra import host, inventory
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from mailstack import database
+from mailstack import database, keyvalue
 from mailstack.deploying import (
     APP_SOURCE,
     APP_VENV,
@@ -23,8 +23,6 @@ from mailstack.policyd.config import PolicydConfig, dump_config
 
 UNIT = "mailstack-policyd.service"
 CONFIG = "/etc/mailstack/policyd.json"
-# Valkey runs on the db hosts; clients that follow Sentinel come with the HA issue.
-VALKEY_PORT = 6379
 
 config = settings(host)
 service = config.mail.policy_service
@@ -33,7 +31,7 @@ policyd_config = PolicydConfig(
     # Postfix on the same host is the only client.
     listen=f"127.0.0.1:{service.port}",
     metrics_listen=f"{host.data.get('private_ip')}:{service.metrics_port}",
-    valkey_url=f"redis://{db_hosts[0]}:{VALKEY_PORT}/0",
+    valkey_url=keyvalue.valkey_url(db_hosts, secrets(host).get(keyvalue.PASSWORD_SECRET)),
     accounts_dsn=make_conninfo(
         host=database.libpq_hosts(db_hosts),
         port=database.PORT,
@@ -44,7 +42,9 @@ policyd_config = PolicydConfig(
         sslmode="require",
         connect_timeout=2,
     ),
-    trusted_networks=["127.0.0.0/8", "::1/128", config.network.ip_range],
+    # As Postfix's mynetworks: clients on the private network are no more trusted than others
+    # (the load balancers hand over the real client address).
+    trusted_networks=["127.0.0.0/8", "::1/128"],
     greylisting=config.mail.greylisting,
     outbound_limit=config.mail.outbound_limit,
     service=service,

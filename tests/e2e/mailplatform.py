@@ -16,6 +16,19 @@ from mailstack.inventory import Inventory, load_settings
 POSTSCREEN_RETRY = "4.3.2"
 
 
+class ProxiedSMTP(smtplib.SMTP):
+    """smtplib speaking PROXY protocol v1 first, as the load balancer does."""
+
+    def __init__(self, client: str, **kwargs):
+        self.client = client
+        super().__init__(**kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        sock = super()._get_socket(host, port, timeout)
+        sock.sendall(f"PROXY TCP4 {self.client} {host} 40000 {port}\r\n".encode())
+        return sock
+
+
 @dataclass
 class Mailbox:
     address: str
@@ -149,6 +162,40 @@ for line in lines:
     print(read(3), end="")
 """
         return self.sh(self.internet, "python3 -", stdin=script, check=False)
+
+    def unused_client_address(self) -> str:
+        """A lab address no host has and no test used before (postscreen and greylisting
+        remember clients), for a client that exists only in a PROXY protocol header."""
+        taken = {str(address) for host in self.lab.hosts() for address in host.addresses}
+        taken |= {
+            str(self.state.gateway),
+            str(self.state.internet_address),
+            str(self.state.listed_address),
+        }
+        used_file = self.lab.state_dir / "used-client-addresses"
+        used = set(used_file.read_text().split()) if used_file.exists() else set()
+        candidates = [str(a) for a in self.state.subnet.hosts() if str(a) not in taken | used]
+        assert candidates, f"no unused client address left in {self.state.subnet}"
+        address = candidates[-1]
+        used_file.write_text("\n".join(sorted(used | {address})) + "\n")
+        return address
+
+    def mx_session(self, mx: str, client: str, helo: str = "client.peer.test") -> smtplib.SMTP:
+        """SMTP straight to one mx, as its load balancer would hand over `client`, past
+        postscreen (which tells a new client to come back once)."""
+        address = str(self.inventory.host(mx).private_ip)
+        for _attempt in range(3):
+            session = ProxiedSMTP(client, timeout=30)
+            session.connect(address, 25)
+            session.ehlo(helo)
+            session.mail("probe@peer.test")
+            code, reply = session.rcpt(f"postmaster@{self.domain}")
+            if code == 450 and POSTSCREEN_RETRY.encode() in reply:
+                session.close()
+                continue
+            session.rset()
+            return session
+        raise AssertionError(f"postscreen on {mx} kept deferring {client}")
 
     def peer_queue(self) -> str:
         return self.sh(self.internet, "postqueue -p")
