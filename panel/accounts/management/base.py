@@ -98,20 +98,21 @@ def hosted_address(value: str) -> tuple[str, Domain]:
     return local, domain(name)
 
 
-def mailbox(value: str) -> Mailbox:
+def _existing(model: type[Mailbox | Forwarding], value: str) -> Mailbox | Forwarding:
     local, dom = hosted_address(value)
     try:
-        return Mailbox.objects.get(domain=dom, local_part=local)
-    except Mailbox.DoesNotExist:
-        raise field_error("address", f"{local}@{dom.name} is not a mailbox") from None
+        return model.objects.get(domain=dom, local_part=local)
+    except model.DoesNotExist:
+        what = model._meta.verbose_name
+        raise field_error("address", f"{local}@{dom.name} is not a {what}") from None
+
+
+def mailbox(value: str) -> Mailbox:
+    return _existing(Mailbox, value)
 
 
 def forwarding(value: str) -> Forwarding:
-    local, dom = hosted_address(value)
-    try:
-        return Forwarding.objects.get(domain=dom, local_part=local)
-    except Forwarding.DoesNotExist:
-        raise field_error("address", f"{local}@{dom.name} is not a forwarding") from None
+    return _existing(Forwarding, value)
 
 
 def target(value: str, field: str) -> str:
