@@ -83,6 +83,30 @@ def test_disabled_things_vanish(example_org, manage, lookup):
     assert rows(lookup, "dovecot_users") == {}
 
 
+def test_targets_that_take_no_mail_are_left_out(example_org, manage, lookup):
+    # Postfix would accept mail for them and bounce it later: backscatter.
+    manage("domain", "add", "example.net", "--reseller", "acme")
+    manage("mailbox", "add", "carol@example.net")
+    manage("forwarding", "add", "team@example.org", "bob@example.org", "carol@example.net",
+           "ext@peer.example")  # fmt: skip
+    manage("forwarding", "add", "info@example.org", "bob@example.org")
+    manage("domain", "change", "example.org", "--catch-all", "bob@example.org")
+
+    manage("mailbox", "change", "bob@example.org", "--disable")
+    aliases = rows(lookup, "virtual_aliases")
+    assert aliases["team@example.org"] == "carol@example.net,ext@peer.example"
+    assert "info@example.org" not in aliases
+    assert "@example.org" not in aliases
+
+    manage("domain", "change", "example.net", "--disable")
+    assert rows(lookup, "virtual_aliases")["team@example.org"] == "ext@peer.example"
+
+    manage("mailbox", "change", "bob@example.org", "--enable")
+    aliases = rows(lookup, "virtual_aliases")
+    assert aliases["info@example.org"] == "bob@example.org"
+    assert aliases["@example.org"] == "bob@example.org"
+
+
 def test_sender_logins(example_org, manage, lookup):
     manage("forwarding", "add", "sales@example.org", "alice@example.org", "bob@example.org",
            "partner@peer.example")  # fmt: skip

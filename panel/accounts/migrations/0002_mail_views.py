@@ -25,6 +25,14 @@ CREATE VIEW accounts_live_forwarding AS
     SELECT f.id, f.address, f.keep_copy
     FROM accounts_forwarding f JOIN accounts_live_domain d ON d.id = f.domain_id
     WHERE f.enabled;
+
+-- Addresses in hosted domains that take mail now. A forwarding target or catch-all in a hosted
+-- domain that is not among them is left out of mail.virtual_aliases: Postfix would accept mail
+-- for it and then bounce it.
+CREATE VIEW accounts_live_address AS
+    SELECT address FROM accounts_live_mailbox
+    UNION
+    SELECT address FROM accounts_live_forwarding;
 """
 
 MAIL_VIEWS = """
@@ -38,22 +46,30 @@ CREATE VIEW mail.virtual_mailboxes AS
 -- copy), every mailbox without a forwarding as itself (so a catch-all does not swallow it),
 -- and '@domain' for catch-alls.
 CREATE VIEW mail.virtual_aliases AS
-    SELECT address, string_agg(target, ',' ORDER BY rank, target) AS targets
-    FROM (
+    WITH forwarded AS (
+        SELECT f.address, t.address AS target
+            FROM accounts_live_forwarding f
+            JOIN accounts_forwarding_target t ON t.forwarding_id = f.id
+        UNION ALL
+        SELECT '@' || name, catch_all FROM accounts_live_domain WHERE catch_all <> ''
+    ), alias_rows AS (
         SELECT f.address, m.address AS target, 0 AS rank
             FROM accounts_live_forwarding f JOIN accounts_live_mailbox m ON m.address = f.address
             WHERE f.keep_copy
         UNION ALL
-        SELECT f.address, t.address, 1
-            FROM accounts_live_forwarding f
-            JOIN accounts_forwarding_target t ON t.forwarding_id = f.id
+        SELECT address, target, 1
+            FROM forwarded
+            WHERE lower(target) IN (SELECT address FROM accounts_live_address)
+               OR NOT EXISTS (
+                   SELECT 1 FROM accounts_domain d WHERE d.name = split_part(target, '@', 2)
+               )
         UNION ALL
         SELECT m.address, m.address, 0
             FROM accounts_live_mailbox m
             WHERE NOT EXISTS (SELECT 1 FROM accounts_live_forwarding f WHERE f.address = m.address)
-        UNION ALL
-        SELECT '@' || name, catch_all, 1 FROM accounts_live_domain WHERE catch_all <> ''
-    ) AS alias_rows
+    )
+    SELECT address, string_agg(target, ',' ORDER BY rank, target) AS targets
+    FROM alias_rows
     GROUP BY address;
 
 -- Which SASL logins may use an envelope sender: a mailbox its own address, and the local
@@ -91,6 +107,7 @@ CREATE VIEW mail.spam_thresholds AS
 
 DROP_VIEWS = """
 DROP SCHEMA mail CASCADE;
+DROP VIEW accounts_live_address;
 DROP VIEW accounts_live_forwarding;
 DROP VIEW accounts_live_mailbox;
 DROP VIEW accounts_live_domain;
