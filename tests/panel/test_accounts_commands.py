@@ -225,3 +225,36 @@ def test_a_failed_command_changes_nothing(manage_py, example_org, manage):
                         "--catch-all", "nobody@example.net")  # fmt: skip
     assert failed.returncode == 1
     assert [d["domain"] for d in listing(manage, "domain", "list")] == ["example.org"]
+
+
+def test_the_mail_policy_file_sets_default_quota_and_classes(manage_py, example_org, lookup,
+                                                             tmp_path):  # fmt: skip
+    from mailstack.settings.policies import (
+        MailPolicySettings,
+        OutboundLimitSettings,
+        RecipientLimit,
+    )
+
+    policy = MailPolicySettings(
+        default_quota_mib=7,
+        outbound_limit=OutboundLimitSettings(
+            classes={"bulk": RecipientLimit(recipients=1000, window_seconds=600)}
+        ),
+    )
+    path = tmp_path / "mail-policy.json"
+    path.write_text(policy.model_dump_json())
+    env = {"MAILPANEL_MAIL_POLICY": str(path)}
+
+    added = manage_py("mailbox", "add", "erin@example.org", "--limit-class", "bulk", env=env)
+    assert added.returncode == 0, added.stderr
+    assert lookup.execute(
+        "SELECT quota_bytes FROM mail.dovecot_users WHERE username = 'erin@example.org'"
+    ).fetchone() == (7 * 1024 * 1024,)
+    other = manage_py("mailbox", "change", "erin@example.org", "--limit-class", "newsletter",
+                      env=env)  # fmt: skip
+    assert other.returncode == 1
+    assert "unknown class 'newsletter' (classes in the settings: bulk)" in other.stderr
+
+    path.write_text('{"default_quota_mib": -1}')
+    broken = manage_py("mailbox", "list", env=env)
+    assert broken.returncode != 0 and "default_quota_mib" in broken.stderr
