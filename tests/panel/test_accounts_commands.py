@@ -19,13 +19,13 @@ def listing(manage, *args: str) -> list[dict[str, str]]:
 
 
 def test_reseller_life_cycle(manage):
-    manage("reseller", "add", "acme", "--brand-name", "Acme Mail", "--primary-colour", "#112233",
+    manage("reseller", "add", "acme", "--brand-name", "Acme Mail", "--primary-colour", "#11AA33",
            "--panel-hostname", "Panel.Acme.example", "--webmail-hostname", "webmail.acme.example")  # fmt: skip
     from accounts.models import Reseller
 
     acme = Reseller.objects.get(name="acme")
     assert (acme.brand_name, acme.primary_colour, acme.panel_hostname) == (
-        "Acme Mail", "#112233", "panel.acme.example"
+        "Acme Mail", "#11aa33", "panel.acme.example"
     )  # fmt: skip
     manage("reseller", "change", "acme", "--logo-url", "https://acme.example/logo.svg",
            "--panel-hostname", "", "--disable")  # fmt: skip
