@@ -31,6 +31,11 @@ PANEL_ROLE = "mailpanel"
 LOOKUP_ROLE = "mail_lookup"
 LOOKUP_PASSWORD = "lookup-secret"
 DATABASE = "mailstack"
+# The views the mail services read: a contract (docs/accounts.md).
+MAIL_VIEWS = [
+    "dovecot_users", "outbound_limit_classes", "sender_logins", "spam_thresholds",
+    "virtual_aliases", "virtual_domains", "virtual_mailboxes",
+]  # fmt: skip
 
 
 def _bindir() -> Path:
