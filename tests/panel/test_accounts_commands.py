@@ -258,3 +258,15 @@ def test_the_mail_policy_file_sets_default_quota_and_classes(manage_py, example_
     path.write_text('{"default_quota_mib": -1}')
     broken = manage_py("mailbox", "list", env=env)
     assert broken.returncode != 0 and "default_quota_mib" in broken.stderr
+
+
+def test_settings_can_come_from_files(manage_py, example_org, tmp_path):
+    # MAILPANEL_X_FILE wins over MAILPANEL_X: secrets stay out of the environment.
+    name_file = tmp_path / "db-name"
+    name_file.write_text("no_such_database\n")
+    failed = manage_py("mailbox", "list", env={"MAILPANEL_DB_NAME_FILE": str(name_file)})
+    assert failed.returncode != 0
+    assert 'database "no_such_database" does not exist' in failed.stderr
+    name_file.write_text("mailstack\n")
+    listed = manage_py("mailbox", "list", env={"MAILPANEL_DB_NAME_FILE": str(name_file)})
+    assert listed.returncode == 0 and "alice@example.org" in listed.stdout

@@ -1,5 +1,6 @@
 """What the account commands share: sub-actions, look-ups by name, errors that name the field."""
 
+import getpass
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -133,6 +134,11 @@ def target(value: str, field: str) -> str:
 
 
 def read_password(stdin) -> str:
-    """The password on standard input: its first line, without the line break."""
+    """The password on standard input: its first line, without the line break.
+
+    At a terminal it is asked for without echo instead.
+    """
+    if stdin.isatty():
+        return getpass.getpass("Password: ")
     line = stdin.readline()
     return line.removesuffix("\n").removesuffix("\r")
