@@ -25,9 +25,6 @@ CREATE VIEW accounts_live_forwarding AS
     SELECT f.id, f.address, f.keep_copy
     FROM accounts_forwarding f JOIN accounts_live_domain d ON d.id = f.domain_id
     WHERE f.enabled;
-
--- Postfix looks up '@domain' for the catch-all; this answers it from an index.
-CREATE INDEX accounts_domain_catch_all_key ON accounts_domain (('@' || name)) WHERE catch_all <> '';
 """
 
 MAIL_VIEWS = """
@@ -39,36 +36,24 @@ CREATE VIEW mail.virtual_mailboxes AS
 
 -- One row per address Postfix rewrites: forwardings (the mailbox itself first when it keeps a
 -- copy), every mailbox without a forwarding as itself (so a catch-all does not swallow it),
--- and '@domain' for catch-alls. A target or catch-all in a hosted domain that takes no mail
--- now (disabled or missing) is left out: Postfix would accept mail for it and bounce it later.
--- Every branch yields text, so that PostgreSQL pushes `address = '...'` down into each branch
--- and answers from the indexes.
+-- and '@domain' for catch-alls.
 CREATE VIEW mail.virtual_aliases AS
-    WITH forwarded AS (
-        SELECT f.address::text, t.address::text AS target
-            FROM accounts_live_forwarding f
-            JOIN accounts_forwarding_target t ON t.forwarding_id = f.id
-        UNION ALL
-        SELECT '@' || name, catch_all::text FROM accounts_live_domain WHERE catch_all <> ''
-    ), alias_rows AS (
-        SELECT f.address::text, m.address::text AS target, 0 AS rank
+    SELECT address, string_agg(target, ',' ORDER BY rank, target) AS targets
+    FROM (
+        SELECT f.address, m.address AS target, 0 AS rank
             FROM accounts_live_forwarding f JOIN accounts_live_mailbox m ON m.address = f.address
             WHERE f.keep_copy
         UNION ALL
-        SELECT address, target, 1
-            FROM forwarded
-            WHERE EXISTS (SELECT 1 FROM accounts_live_mailbox m WHERE m.address = lower(target))
-               OR EXISTS (SELECT 1 FROM accounts_live_forwarding f WHERE f.address = lower(target))
-               OR NOT EXISTS (
-                   SELECT 1 FROM accounts_domain d WHERE d.name = split_part(target, '@', 2)
-               )
+        SELECT f.address, t.address, 1
+            FROM accounts_live_forwarding f
+            JOIN accounts_forwarding_target t ON t.forwarding_id = f.id
         UNION ALL
-        SELECT m.address::text, m.address::text, 0
+        SELECT m.address, m.address, 0
             FROM accounts_live_mailbox m
             WHERE NOT EXISTS (SELECT 1 FROM accounts_live_forwarding f WHERE f.address = m.address)
-    )
-    SELECT address, string_agg(target, ',' ORDER BY rank, target) AS targets
-    FROM alias_rows
+        UNION ALL
+        SELECT '@' || name, catch_all, 1 FROM accounts_live_domain WHERE catch_all <> ''
+    ) AS alias_rows
     GROUP BY address;
 
 -- Which SASL logins may use an envelope sender: a mailbox its own address, and the local
@@ -76,9 +61,9 @@ CREATE VIEW mail.virtual_aliases AS
 CREATE VIEW mail.sender_logins AS
     SELECT sender, string_agg(login, ',' ORDER BY login) AS logins
     FROM (
-        SELECT address::text AS sender, address::text AS login FROM accounts_live_mailbox
+        SELECT address AS sender, address AS login FROM accounts_live_mailbox
         UNION
-        SELECT f.address::text, m.address::text
+        SELECT f.address, m.address
             FROM accounts_live_forwarding f
             JOIN accounts_forwarding_target t ON t.forwarding_id = f.id
             JOIN accounts_live_mailbox m ON m.address = lower(t.address)
@@ -109,7 +94,6 @@ DROP SCHEMA mail CASCADE;
 DROP VIEW accounts_live_forwarding;
 DROP VIEW accounts_live_mailbox;
 DROP VIEW accounts_live_domain;
-DROP INDEX accounts_domain_catch_all_key;
 """
 
 
