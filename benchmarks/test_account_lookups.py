@@ -13,7 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from panel_postgres import PANEL
+
+# The account tests' cluster fixture, imported to be used here (benchmarks/ has no conftest of
+# its own for it).
+from panel_postgres import PANEL, postgres  # noqa: F401
 
 pytestmark = pytest.mark.benchmark
 
@@ -91,7 +94,7 @@ def timings(conn, query: str, keys: list[str]) -> list[float]:
     return sorted(samples)
 
 
-def test_lookup_latency_small_versus_large(postgres):
+def test_lookup_latency_small_versus_large(postgres):  # noqa: F811
     results: dict[str, dict[str, list[float]]] = {}
     for size, shape in SIZES.items():
         dbname = f"bench_{size}"
