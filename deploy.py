@@ -14,6 +14,8 @@ ROLES = [
     ("db", {"db"}),
     ("dovecot", {"mailstore"}),
     ("postfix", {"mx"}),
+    # Last: a failed ACME order fails its host after the services are in place.
+    ("acme", {"mx", "mailstore", "web"}),
 ]
 
 for role, groups in ROLES:
