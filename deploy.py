@@ -18,6 +18,8 @@ ROLES = [
     ("acme", {"mx", "mailstore", "web"}),
 ]
 
-for role, groups in ROLES:
+# host.loop tells pyinfra which role an operation comes from: without it, operations on the same
+# line of different role files count as one, which merges them and can order them in a cycle.
+for role, groups in host.loop(ROLES):
     if groups & set(host.groups):
         local.include(f"roles/{role}.py")

@@ -52,7 +52,12 @@ if names:
         cache_time=3600,
     )
 
-    files.directory(name="Create the challenge webroot", path=tls.ACME_WEBROOT, mode="755")
+    # Made here, so certbot (which removes what it creates) leaves it for the peers' tests.
+    files.directory(
+        name="Create the challenge webroot",
+        path=f"{tls.ACME_WEBROOT}/.well-known/acme-challenge",
+        mode="755",
+    )
     # Debian's default site listens on every address; port 80 answers challenges only.
     default_site = files.link(
         name="Disable nginx's default site", path="/etc/nginx/sites-enabled/default", present=False

@@ -54,7 +54,8 @@ systemd.service(
 )
 
 # --- peer MTA ----------------------------------------------------------------------------------
-files.directory(name="Peer mailbox", path="/var/mail/peer", user="mail", group="mail", mode="700")
+# 2700: the directory inherits /var/mail's setgid bit, which chmod 700 keeps.
+files.directory(name="Peer mailbox", path="/var/mail/peer", user="mail", group="mail", mode="2700")
 postfix_config = files.template(
     name="Configure the peer MTA",
     src="templates/internet/etc/postfix/main.cf.j2",

@@ -1,0 +1,393 @@
+"""Certificates on every TLS endpoint of the lab: issued through ACME by the lab's Pebble,
+TLS 1.2 or newer only, no weak cipher suites, renewed and reloaded without a restart, and http-01
+answered by whichever node the balancer picks."""
+
+import os
+import re
+import secrets
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+from tlsprobe import (
+    Endpoint,
+    handshake,
+    probing_context,
+    server_alert,
+    tls12_suites,
+    verifying_context,
+)
+
+from mailstack import tls
+from mailstack.lab.cli import REPOSITORY
+
+pytestmark = pytest.mark.lab
+
+# Where the balancers forward, which names they answer for, how TLS starts there.
+SMTP_PORTS = {25: "smtp", 465: None, 587: "smtp"}
+MAIL_ACCESS_PORTS = {143: "imap", 993: None, 110: "pop3", 995: None}
+# A client address for PROXY headers sent straight to a node (TEST-NET-1).
+CLIENT = "192.0.2.25"
+WEAK = re.compile(r"NULL|ADH|AECDH|anon|RC4|DES|EXP|MD5|PSK|SRP|-SHA$|^(AES|CAMELLIA|ARIA|SEED)")
+"""Suites a server must not accept: no encryption or no authentication, broken ciphers or
+MACs, SHA-1 MACs, static RSA key exchange (no forward secrecy), pre-shared keys."""
+
+
+class Platform:
+    def __init__(self, lab):
+        self.lab = lab
+        inventory = lab.inventory()
+        self.settings = inventory.settings()
+        self.env = self.settings.environment
+        self.balancer = {lb.purpose: str(lb.private_ip) for lb in inventory.load_balancers}
+        self.nodes = {
+            role: [str(h.private_ip) for h in inventory.with_role(role)]
+            for role in ("mx", "mailstore", "web")
+        }
+        self.names = {
+            role: tls.acme_names(self.settings, (role,)) for role in ("mx", "mailstore", "web")
+        }
+        self.state = lab.state()
+
+    def host(self, address: str):
+        return next(h for h in self.lab.hosts() if str(h.address) == address)
+
+    def ssh(self, address: str, command: str) -> str:
+        result = self.lab.ssh(self.host(address), command, timeout=120)
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+        return result.stdout
+
+    def endpoints(self) -> list[tuple[str, Endpoint]]:
+        """(role, endpoint) for every TLS endpoint, as clients reach them: at the balancers."""
+        return [
+            *(("mx", Endpoint(self.balancer["smtp"], p, s)) for p, s in SMTP_PORTS.items()),
+            *(
+                ("mailstore", Endpoint(self.balancer["mailaccess"], p, s))
+                for p, s in MAIL_ACCESS_PORTS.items()
+            ),
+        ]
+
+
+@pytest.fixture(scope="module")
+def platform(lab) -> Platform:
+    return Platform(lab)
+
+
+def https_get(address: str, port: int, server_name: str, path: str, cafile: str) -> bytes:
+    context = ssl.create_default_context(cafile=cafile)
+    with (
+        socket.create_connection((address, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as sock,
+    ):
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {server_name}\r\n\r\n".encode())
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0], head
+    return body
+
+
+@pytest.fixture(scope="module")
+def pebble_root(platform) -> str:
+    """The root Pebble issues under (new at each Pebble start), from its management API."""
+    return https_get(
+        str(platform.state.internet_address),
+        15000,
+        f"acme.{platform.state.lab.services_domain}",
+        "/roots/0",
+        str(platform.lab.pki_dir / "ca.pem"),
+    ).decode()
+
+
+def endpoint_id(value) -> str:
+    return str(value[1]) if isinstance(value, tuple) else str(value)
+
+
+def served_certificate(endpoint: Endpoint, server_name: str) -> dict:
+    context = probing_context()
+    with handshake(endpoint, context, server_name) as sock:
+        der = sock.getpeercert(binary_form=True)
+    return ssl.DER_cert_to_PEM_cert(der)
+
+
+def serial_of(pem: str) -> str:
+    result = subprocess.run(
+        ["openssl", "x509", "-noout", "-serial"], input=pem, capture_output=True, text=True
+    )
+    return result.stdout.strip().removeprefix("serial=")
+
+
+# --- issued by Pebble, for the public names ------------------------------------------------
+
+
+def test_every_endpoint_serves_a_pebble_certificate_for_its_public_names(platform, pebble_root):
+    context = verifying_context(pebble_root)
+    checked = []
+    for role, endpoint in platform.endpoints():
+        for name in platform.names[role]:
+            # Verification against Pebble's root alone, and the host name check.
+            with handshake(endpoint, context, name) as sock:
+                issuer = dict(part[0] for part in sock.getpeercert()["issuer"])
+            assert issuer["commonName"].startswith("Pebble Intermediate CA"), endpoint
+            checked.append((str(endpoint), name))
+    assert len(checked) == 3 * 2 + 4 * 1
+
+
+@pytest.mark.parametrize("port", sorted(SMTP_PORTS))
+def test_each_mx_node_serves_its_own_acme_certificate(platform, pebble_root, port):
+    context = verifying_context(pebble_root)
+    serials = set()
+    for node in platform.nodes["mx"]:
+        endpoint = Endpoint(node, port, SMTP_PORTS[port], proxy_from=CLIENT)
+        with handshake(endpoint, context, platform.env.hostname("mx")) as sock:
+            serials.add(sock.getpeercert()["serialNumber"])
+    # Every node orders its own certificate (and key).
+    assert len(serials) == len(platform.nodes["mx"])
+
+
+def test_nodes_not_serving_hold_a_pebble_certificate_too(platform, pebble_root, tmp_path):
+    """The passive mailstore node has Dovecot stopped; it must still be ready to take over."""
+    root = tmp_path / "root.pem"
+    root.write_text(pebble_root)
+    for role in ("mailstore", "web"):
+        for node in platform.nodes[role]:
+            chain = tmp_path / f"{node}.pem"
+            chain.write_text(platform.ssh(node, f"cat {tls.CERTIFICATE}"))
+            verify = subprocess.run(
+                ["openssl", "verify", "-CAfile", root, "-untrusted", chain, chain],
+                capture_output=True,
+                text=True,
+            )
+            assert verify.returncode == 0, f"{node}: {verify.stdout}{verify.stderr}"
+            names = subprocess.run(
+                ["openssl", "x509", "-in", chain, "-noout", "-ext", "subjectAltName"],
+                capture_output=True,
+                text=True,
+            ).stdout
+            assert sorted(re.findall(r"DNS:([^,\s]+)", names)) == sorted(platform.names[role])
+            mode = platform.ssh(node, f"stat -c %a {tls.PRIVATE_KEY}").strip()
+            assert mode == "600", node
+
+
+# --- protocol versions ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def endpoints(platform):
+    return platform.endpoints()
+
+
+def test_probe_speaks_what_the_servers_must_refuse(tmp_path):
+    """Control: this client does offer TLS 1.0 and weak suites, so a refusal below comes from
+    the server. A local server that allows them accepts them from the same client."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
+            *("-nodes", "-days", "1", "-subj", "/CN=probe.test", "-keyout", key, "-out", cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    server_context.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+    server_context.minimum_version = ssl.TLSVersion.TLSv1
+    accepted = []
+    for version, ciphers in (
+        (ssl.TLSVersion.TLSv1, None),
+        (ssl.TLSVersion.TLSv1_1, None),
+        (ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-NULL-SHA"),
+        (ssl.TLSVersion.TLSv1_2, "AECDH-AES128-SHA"),
+        (ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-SHA"),
+    ):
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            port = listener.getsockname()[1]
+            client = socket.create_connection(("127.0.0.1", port))
+            server_side, _ = listener.accept()
+            thread = threading.Thread(
+                target=lambda s=server_side: server_context.wrap_socket(s, server_side=True)
+            )
+            thread.start()
+            with probing_context(version, ciphers).wrap_socket(client) as sock:
+                accepted.append((sock.version(), sock.cipher()[0]))
+            thread.join()
+            server_side.close()
+    assert [v for v, _ in accepted] == ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.2", "TLSv1.2"]
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=str)
+def test_tls_before_1_2_is_refused_everywhere(endpoints, platform, version):
+    for role, endpoint in endpoints:
+        with pytest.raises(ssl.SSLError) as refused:
+            handshake(endpoint, probing_context(version), platform.names[role][0]).close()
+        assert server_alert(refused.value), f"{endpoint}: {refused.value}"
+
+
+def test_tls_1_2_and_1_3_are_accepted_everywhere(endpoints, platform):
+    for role, endpoint in endpoints:
+        for version, name in (
+            (ssl.TLSVersion.TLSv1_2, "TLSv1.2"),
+            (ssl.TLSVersion.TLSv1_3, "TLSv1.3"),
+        ):
+            with handshake(endpoint, probing_context(version), platform.names[role][0]) as sock:
+                assert sock.version() == name, endpoint
+
+
+# --- cipher suites -------------------------------------------------------------------------
+
+
+def test_no_endpoint_accepts_a_weak_cipher_suite(endpoints, platform):
+    suites = tls12_suites()
+    weak = [suite for suite in suites if WEAK.search(suite)]
+    # What this client can offer covers each kind of weakness its OpenSSL still has.
+    for kind in ("NULL", "AECDH", "ECDHE-ECDSA-AES128-SHA", "AES128-GCM-SHA256"):
+        assert any(suite.startswith(kind) or suite == kind for suite in weak), kind
+    for role, endpoint in endpoints:
+        accepted = []
+        for suite in suites:
+            try:
+                with handshake(
+                    endpoint,
+                    probing_context(ssl.TLSVersion.TLSv1_2, suite),
+                    platform.names[role][0],
+                ):
+                    accepted.append(suite)
+            except ssl.SSLError as refused:
+                assert server_alert(refused), f"{endpoint} {suite}: {refused}"
+        assert accepted, f"{endpoint} accepts no TLS 1.2 suite at all"
+        assert not [s for s in accepted if WEAK.search(s)], f"{endpoint} accepts {accepted}"
+        assert all(s.startswith("ECDHE-") for s in accepted), f"{endpoint} accepts {accepted}"
+
+
+def test_servers_openssl_cannot_negotiate_rc4_3des_or_export(platform):
+    """Suites this client's OpenSSL no longer has: the servers' cannot offer them either."""
+    for node in platform.nodes["mx"] + platform.nodes["mailstore"]:
+        result = platform.lab.ssh(
+            platform.host(node), "openssl ciphers 'RC4:3DES:DES:EXPORT:@SECLEVEL=0'"
+        )
+        assert result.returncode != 0 and "no cipher match" in result.stderr, node
+
+
+# --- http-01 through any node --------------------------------------------------------------
+
+
+def http_get(address: str, path: str, host: str, proxy_from: str | None) -> tuple[int, bytes]:
+    with socket.create_connection((address, 80), timeout=10) as sock:
+        if proxy_from:
+            sock.sendall(f"PROXY TCP4 {proxy_from} {address} 40000 80\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize("role", ["mx", "mailstore"])
+def test_a_challenge_for_one_node_is_answered_by_another(platform, role):
+    owner, other = platform.nodes[role][-1], platform.nodes[role][0]
+    token = secrets.token_urlsafe(32)
+    content = f"{token}.{secrets.token_urlsafe(16)}"
+    path = f"/.well-known/acme-challenge/{token}"
+    name = platform.names[role][0]
+    platform.ssh(owner, f"printf %s {content} > {tls.ACME_WEBROOT}{path}")
+    try:
+        assert http_get(other, path, name, CLIENT) == (200, content.encode())
+        assert http_get(owner, path, name, CLIENT) == (200, content.encode())
+        # As Pebble's validation comes: through the balancer, to whichever node.
+        balancer = platform.balancer["smtp" if role == "mx" else "mailaccess"]
+        for _ in range(4):
+            assert http_get(balancer, path, name, None) == (200, content.encode())
+    finally:
+        platform.ssh(owner, f"rm -f {tls.ACME_WEBROOT}{path}")
+    # Gone everywhere: a miss on every node is a plain 404, not a loop between them.
+    assert http_get(other, path, name, CLIENT)[0] == 404
+
+
+def test_port_80_serves_nothing_but_challenges(platform):
+    for node in platform.nodes["mx"] + platform.nodes["mailstore"]:
+        assert http_get(node, "/", "mx.example", CLIENT)[0] == 404
+        # The peer port serves only local tokens, for the other nodes.
+        with socket.create_connection((node, tls.ACME_PEER_PORT), timeout=10) as sock:
+            sock.sendall(b"GET /etc/passwd HTTP/1.0\r\n\r\n")
+            assert sock.recv(100).split()[1] == b"404"
+    for node in platform.nodes["web"]:
+        status, _ = http_get(node, "/login", platform.env.hostname("panel"), CLIENT)
+        assert status == 301
+
+
+# --- renewal -------------------------------------------------------------------------------
+
+
+def process_ids(platform, node: str, service: str) -> str:
+    return platform.ssh(node, f"systemctl show -p MainPID --value {service}").strip()
+
+
+def test_renewal_is_served_without_a_restart(platform):
+    mx, mailstore = platform.nodes["mx"][0], platform.nodes["mailstore"][0]
+    # Postfix's master runs under the postfix@- instance; Dovecot under its own unit.
+    services = {mx: "postfix@-", mailstore: "dovecot"}
+    endpoints = {
+        mx: [Endpoint(mx, 465, None, CLIENT), Endpoint(mx, 25, "smtp", CLIENT)],
+        mailstore: [
+            Endpoint(platform.balancer["mailaccess"], 993, None),
+            Endpoint(platform.balancer["mailaccess"], 143, "imap"),
+        ],
+    }
+    names = {mx: platform.names["mx"][0], mailstore: platform.names["mailstore"][0]}
+    before = {node: process_ids(platform, node, services[node]) for node in services}
+    old = {
+        node: serial_of(served_certificate(endpoints[node][0], names[node])) for node in services
+    }
+    for node in services:
+        platform.ssh(
+            node,
+            "certbot renew --force-renewal --no-random-sleep-on-renew --cert-name mailstack --quiet",
+        )
+    live = f"/etc/letsencrypt/live/{tls.ACME_CERT_NAME}/cert.pem"
+    for node in services:
+        new = platform.ssh(node, f"openssl x509 -in {live} -noout -serial").strip()
+        new = new.removeprefix("serial=")
+        assert new != old[node]
+        for endpoint in endpoints[node]:
+            # Postfix's idle servers finish with the old certificate; new ones read the new.
+            deadline = time.monotonic() + 30
+            while (served := serial_of(served_certificate(endpoint, names[node]))) != new:
+                assert time.monotonic() < deadline, f"{endpoint} still serves {served}"
+                time.sleep(1)
+        assert process_ids(platform, node, services[node]) == before[node], "restarted"
+
+
+# --- the deploy ----------------------------------------------------------------------------
+
+
+def test_renewal_window_and_timer_follow_the_settings(platform):
+    window = platform.settings.tls.acme.renew_days_before_expiry
+    for node in platform.nodes["mx"] + platform.nodes["mailstore"] + platform.nodes["web"]:
+        conf = platform.ssh(node, f"cat /etc/letsencrypt/renewal/{tls.ACME_CERT_NAME}.conf")
+        assert f"\nrenew_before_expiry = {window} days\n" in f"\n{conf}"
+        assert f"renew_hook = {tls.INSTALL_SCRIPT}" in conf
+        assert platform.ssh(node, "systemctl is-enabled certbot.timer").strip() == "enabled"
+
+
+def test_a_second_deploy_changes_nothing(platform):
+    result = subprocess.run(
+        [
+            *(str(REPOSITORY / ".venv/bin/pyinfra"), "-y", "inventory/lab.py", "deploy.py"),
+            *("--limit", "mx", "--limit", "mailstore", "--limit", "web"),
+        ],
+        cwd=REPOSITORY,
+        env={**os.environ, "MAILSTACK_LAB": platform.lab.name},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-5000:]
+    (total,) = [line for line in result.stdout.splitlines() if "Grand total" in line]
+    success, error = total.split()[-3:-1]
+    assert (success, error) == ("-", "-"), result.stdout[-5000:]
