@@ -391,3 +391,47 @@ def test_a_second_deploy_changes_nothing(platform):
     (total,) = [line for line in result.stdout.splitlines() if "Grand total" in line]
     success, error = total.split()[-3:-1]
     assert (success, error) == ("-", "-"), result.stdout[-5000:]
+
+
+def deploy_to(platform, address: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            *(str(REPOSITORY / ".venv/bin/pyinfra"), "-y", "inventory/lab.py", "deploy.py"),
+            *("--limit", address),
+        ],
+        cwd=REPOSITORY,
+        env={**os.environ, "MAILSTACK_LAB": platform.lab.name},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_a_failed_order_fails_its_host_loudly_and_leaves_the_services_running(
+    platform, pebble_root
+):
+    node = platform.nodes["mx"][-1]
+    name = platform.host(node).name
+    endpoint = Endpoint(node, 465, None, CLIENT)
+    served = serial_of(served_certificate(endpoint, platform.names["mx"][0]))
+    # As if the host were new: certbot holds nothing, so the deploy must order.
+    platform.ssh(node, f"certbot delete --non-interactive --cert-name {tls.ACME_CERT_NAME}")
+    platform.lab.faults.partition(name, platform.state.lab.internet_host)
+    try:
+        failed = deploy_to(platform, node)
+    finally:
+        platform.lab.faults.heal(name, platform.state.lab.internet_host)
+    assert failed.returncode != 0
+    # certbot's own words, on the order's operation.
+    assert "Order a certificate" in failed.stdout
+    assert re.search(r"\] +An unexpected error occurred", failed.stdout), failed.stdout[-5000:]
+    assert "host='acme.internet.test', port=14000" in failed.stdout
+    # Everything before the order is in place; the services keep the certificate they had.
+    assert platform.ssh(node, "systemctl is-active postfix").strip() == "active"
+    assert serial_of(served_certificate(endpoint, platform.names["mx"][0])) == served
+
+    assert deploy_to(platform, node).returncode == 0
+    context = verifying_context(pebble_root)
+    with handshake(endpoint, context, platform.names["mx"][0]) as sock:
+        renewed = sock.getpeercert()["serialNumber"]
+    assert renewed.upper().lstrip("0") != served.upper().lstrip("0")
