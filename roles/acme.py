@@ -23,7 +23,7 @@ acme = config.tls.acme
 # Names of the roles whose balancer forwards port 80 here (none for web nodes behind a
 # balancer that terminates TLS with a Hetzner-managed certificate).
 names = tls.acme_names(config, roles) if config.tls.mode == "acme" else []
-if names and acme.challenge != "http-01":
+if config.tls.mode == "acme" and acme.challenge != "http-01":
     raise SystemExit(f"tls.acme.challenge: {acme.challenge} is not supported by the deploy yet")
 
 if names:
