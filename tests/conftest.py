@@ -1,4 +1,5 @@
-"""The lab the `lab` tests run against: brought up and deployed once per test run.
+"""The lab that tests/lab (and tests/infra without a stack) run against: brought up and deployed
+once per test run.
 
 MAILSTACK_LAB names the lab (default: the lab stack's default name). The lab is left running
 afterwards (`mailstack lab --name NAME down` removes it); a later run reuses it and deploys
@@ -33,5 +34,5 @@ def lab() -> Lab:
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "tests/lab/" in str(item.fspath):
+        if "lab" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.lab)
