@@ -52,7 +52,7 @@ if names:
         cache_time=3600,
     )
 
-    # Made here, so certbot (which removes what it creates) leaves it for the peers' tests.
+    # Made here, so certbot, which removes the directories it made itself, leaves it in place.
     files.directory(
         name="Create the challenge webroot",
         path=f"{tls.ACME_WEBROOT}/.well-known/acme-challenge",
