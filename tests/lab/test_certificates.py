@@ -2,6 +2,7 @@
 TLS 1.2 or newer only, no weak cipher suites, renewed and reloaded without a restart, and http-01
 answered by whichever node the balancer picks."""
 
+import json
 import os
 import re
 import secrets
@@ -10,6 +11,7 @@ import ssl
 import subprocess
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -376,11 +378,13 @@ def test_renewal_window_and_timer_follow_the_settings(platform):
         assert platform.ssh(node, "systemctl is-enabled certbot.timer").strip() == "enabled"
 
 
-def deploy_to(platform, *limits: str) -> subprocess.CompletedProcess:
+def deploy_to(
+    platform, *limits: str, inventory_file: Path = REPOSITORY / "inventory/lab.py"
+) -> subprocess.CompletedProcess:
     """pyinfra's deploy of the lab, limited to these groups or hosts; its output in stdout."""
     return subprocess.run(
         [
-            *(str(REPOSITORY / ".venv/bin/pyinfra"), "-y", "inventory/lab.py", "deploy.py"),
+            *(str(REPOSITORY / ".venv/bin/pyinfra"), "-y", str(inventory_file), "deploy.py"),
             *(argument for limit in limits for argument in ("--limit", limit)),
         ],
         cwd=REPOSITORY,
@@ -428,3 +432,50 @@ def test_a_failed_order_fails_its_host_loudly_and_leaves_the_services_running(
     with handshake(endpoint, context, platform.names["mx"][0]) as sock:
         renewed = sock.getpeercert()["serialNumber"]
     assert renewed.upper().lstrip("0") != served.upper().lstrip("0")
+
+
+def test_a_provided_certificate_is_installed_and_acme_takes_over_again(
+    platform, pebble_root, tmp_path
+):
+    """tls.mode 'provided' on one mx node (its own settings and inventory), then back."""
+    node = platform.nodes["mx"][-1]
+    names = platform.names["mx"]
+    key, cert = tmp_path / "privkey.pem", tmp_path / "fullchain.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
+            *("-nodes", "-days", "90", "-subj", f"/CN={names[0]}", "-keyout", key, "-out", cert),
+            *("-addext", "subjectAltName=" + ",".join(f"DNS:{name}" for name in names)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    settings = platform.settings.model_dump(mode="json")
+    settings["tls"] = {
+        "mode": "provided",
+        "provided": {"certificate_path": str(cert), "key_path": str(key)},
+    }
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    inventory = platform.lab.inventory().model_copy(
+        update={"settings_file": str(tmp_path / "settings.json")}
+    )
+    inventory.write(tmp_path / "inventory.json")
+    (tmp_path / "inventory.py").write_text(
+        "from mailstack.inventory import Inventory\n"
+        f"globals().update(Inventory.read({str(tmp_path / 'inventory.json')!r}).pyinfra_groups())\n"
+    )
+    endpoint = Endpoint(node, 465, None, CLIENT)
+
+    provided = deploy_to(platform, node, inventory_file=tmp_path / "inventory.py")
+    assert provided.returncode == 0, provided.stdout[-5000:]
+    assert "Install the provided certificate" in provided.stdout
+    assert serial_of(served_certificate(endpoint, names[0])) == serial_of(cert.read_text())
+    assert platform.ssh(node, f"stat -c %a {tls.PRIVATE_KEY}").strip() == "600"
+
+    # Back to ACME: certbot's certificate is still current, so it is installed, not ordered.
+    back = deploy_to(platform, node)
+    assert back.returncode == 0, back.stdout[-5000:]
+    assert "Install the current certificate" in back.stdout
+    assert "Order a certificate" not in back.stdout
+    with handshake(endpoint, verifying_context(pebble_root), names[0]):
+        pass
