@@ -38,6 +38,7 @@ files.template(
     certificate=tls.CERTIFICATE,
     private_key=tls.PRIVATE_KEY,
     services=tls.services_using_certificate(roles),
+    acme=config.tls.mode == "acme",
 )
 
 if config.tls.mode == "provided":
