@@ -14,13 +14,16 @@ class AcmeLineage:
     renew_before_expiry: str
     installed: bool
     """Whether the service paths carry this certificate (the deploy hook ran to its end)."""
+    fresh: bool
+    """Whether it stays valid longer than the renewal window (else it is due anyway)."""
 
 
 class CertbotLineage(FactBase):
     """certbot's certificate of a name (None before the first order): names, ACME server,
-    renewal window, and whether `installed_at` holds the same certificate."""
+    renewal window, whether `installed_at` holds the same certificate and whether it is valid
+    for more than `window_days`."""
 
-    def command(self, cert_name: str, installed_at: str) -> str:
+    def command(self, cert_name: str, installed_at: str, window_days: int) -> str:
         live = f"/etc/letsencrypt/live/{cert_name}"
         conf = f"/etc/letsencrypt/renewal/{cert_name}.conf"
         return (
@@ -29,7 +32,9 @@ class CertbotLineage(FactBase):
             "| tail -n +2); "
             f"echo server=$(sed -n 's/^server *= *//p' {conf}); "
             f"echo renew_before_expiry=$(sed -n 's/^renew_before_expiry *= *//p' {conf}); "
-            f"cmp -s {live}/fullchain.pem {installed_at} && echo installed=yes || echo installed=no"
+            f"cmp -s {live}/fullchain.pem {installed_at} && echo installed=yes || echo installed=no; "
+            f"openssl x509 -in {live}/fullchain.pem -noout -checkend {window_days * 86400} "
+            ">/dev/null && echo fresh=yes || echo fresh=no"
         )
 
     def process(self, output: list[str]) -> AcmeLineage | None:
@@ -42,6 +47,7 @@ class CertbotLineage(FactBase):
             server=values.get("server", ""),
             renew_before_expiry=values.get("renew_before_expiry", ""),
             installed=values.get("installed") == "yes",
+            fresh=values.get("fresh") == "yes",
         )
 
 

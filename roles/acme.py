@@ -91,10 +91,18 @@ if names:
     )
 
     lineage = host.get_fact(
-        CertbotLineage, cert_name=tls.ACME_CERT_NAME, installed_at=tls.CERTIFICATE
+        CertbotLineage,
+        cert_name=tls.ACME_CERT_NAME,
+        installed_at=tls.CERTIFICATE,
+        window_days=acme.renew_days_before_expiry,
     )
+    # A certificate for other names, from another ACME server or due for renewal is ordered
+    # anew; a current one is kept (so a second deploy changes nothing).
     order = (
-        lineage is None or lineage.names != frozenset(names) or lineage.server != acme.directory_url
+        lineage is None
+        or lineage.names != frozenset(names)
+        or lineage.server != acme.directory_url
+        or not lineage.fresh
     )
     if order:
         server.shell(

@@ -76,14 +76,17 @@ def test_certbot_lineage_reads_names_server_window_and_installation():
         "server=https://acme.example/dir\n"
         "renew_before_expiry=30 days\n"
         "installed=yes\n"
+        "fresh=yes\n"
     )
     assert lineage.names == frozenset({"mx.example.net", "smtp.example.net"})
     assert lineage.server == "https://acme.example/dir"
     assert lineage.renew_before_expiry == "30 days"
-    assert lineage.installed
+    assert lineage.installed and lineage.fresh
 
 
 def test_certbot_lineage_before_the_first_order_and_with_the_window_unset():
     assert fact("") is None
-    lineage = fact("names=DNS:mail.example.net\nserver=x\nrenew_before_expiry=\ninstalled=no\n")
-    assert lineage.renew_before_expiry == "" and not lineage.installed
+    lineage = fact(
+        "names=DNS:mail.example.net\nserver=x\nrenew_before_expiry=\ninstalled=no\nfresh=no\n"
+    )
+    assert lineage.renew_before_expiry == "" and not lineage.installed and not lineage.fresh
