@@ -1,5 +1,5 @@
 """A TLS client for the platform's mail endpoints, as a mail client or a foreign MTA sees them:
-implicit TLS or STARTTLS (SMTP, IMAP, POP3), optionally behind a PROXY protocol header as the
+implicit TLS or STARTTLS (SMTP, IMAP, POP3, ManageSieve), optionally behind a PROXY protocol header as the
 load balancers send it, with the protocol versions and cipher suites a test asks for."""
 
 import socket
@@ -12,7 +12,7 @@ class Endpoint:
     address: str
     port: int
     starttls: str | None
-    """'smtp', 'imap', 'pop3', or None for implicit TLS."""
+    """'smtp', 'imap', 'pop3', 'sieve', or None for implicit TLS."""
     proxy_from: str | None = None
     """Send a PROXY v1 header claiming this client address (talking to a node directly)."""
 
@@ -78,6 +78,13 @@ def plain_connection(endpoint: Endpoint, timeout: float = 15) -> socket.socket:
             _expect(sock, b"+OK", "greeting")
             sock.sendall(b"STLS\r\n")
             _expect(sock, b"+OK", "STLS")
+        elif endpoint.starttls == "sieve":
+            # ManageSieve (RFC 5804): capability lines, then OK.
+            while not (line := _read_line(sock)).startswith(b"OK"):
+                if line.startswith((b"NO", b"BYE")):
+                    raise ProtocolError(f"greeting: {line!r}")
+            sock.sendall(b"STARTTLS\r\n")
+            _expect(sock, b"OK", "STARTTLS")
     except BaseException:
         sock.close()
         raise
