@@ -33,8 +33,14 @@ pytestmark = pytest.mark.lab
 
 # How TLS starts on each port the balancers forward (None: implicit TLS).
 STARTTLS = {
-    **{25: "smtp", 465: None, 587: "smtp"},
-    **{143: "imap", 993: None, 110: "pop3", 995: None, 4190: "sieve"},
+    25: "smtp",
+    465: None,
+    587: "smtp",
+    143: "imap",
+    993: None,
+    110: "pop3",
+    995: None,
+    4190: "sieve",
 }
 RENEW = f"certbot renew --force-renewal --no-random-sleep-on-renew --cert-name {tls.ACME_CERT_NAME}"
 # A client address for PROXY headers sent straight to a node (TEST-NET-1).
