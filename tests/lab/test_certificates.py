@@ -469,6 +469,33 @@ def test_a_failed_order_fails_its_host_loudly_and_leaves_the_services_running(
     assert renewed.upper().lstrip("0") != served.upper().lstrip("0")
 
 
+def inventory_with_tls(platform, directory: Path, tls_settings: dict) -> Path:
+    """A pyinfra inventory of the lab whose hosts run with these `tls` settings."""
+    settings = platform.settings.model_dump(mode="json")
+    settings["tls"] = tls_settings
+    (directory / "settings.json").write_text(json.dumps(settings))
+    inventory = platform.lab.inventory().model_copy(
+        update={"settings_file": str(directory / "settings.json")}
+    )
+    inventory.write(directory / "inventory.json")
+    (directory / "inventory.py").write_text(
+        "from mailstack.inventory import Inventory\n"
+        f"globals().update(Inventory.read({str(directory / 'inventory.json')!r}).pyinfra_groups())\n"
+    )
+    return directory / "inventory.py"
+
+
+def test_an_unsupported_challenge_stops_the_deploy_naming_the_setting(platform, tmp_path):
+    acme = platform.settings.tls.acme.model_dump(mode="json")
+    inventory_file = inventory_with_tls(
+        platform, tmp_path, {"mode": "acme", "acme": {**acme, "challenge": "dns-01"}}
+    )
+    result = deploy_to(platform, platform.nodes["mx"][0], inventory_file=inventory_file)
+    assert result.returncode != 0
+    assert "tls.acme.challenge: dns-01 is not supported" in result.stdout, result.stdout[-3000:]
+    assert "Starting operation" not in result.stdout
+
+
 def test_a_provided_certificate_is_installed_and_acme_takes_over_again(
     platform, pebble_root, tmp_path
 ):
@@ -485,23 +512,14 @@ def test_a_provided_certificate_is_installed_and_acme_takes_over_again(
         check=True,
         capture_output=True,
     )
-    settings = platform.settings.model_dump(mode="json")
-    settings["tls"] = {
-        "mode": "provided",
-        "provided": {"certificate_path": str(cert), "key_path": str(key)},
-    }
-    (tmp_path / "settings.json").write_text(json.dumps(settings))
-    inventory = platform.lab.inventory().model_copy(
-        update={"settings_file": str(tmp_path / "settings.json")}
-    )
-    inventory.write(tmp_path / "inventory.json")
-    (tmp_path / "inventory.py").write_text(
-        "from mailstack.inventory import Inventory\n"
-        f"globals().update(Inventory.read({str(tmp_path / 'inventory.json')!r}).pyinfra_groups())\n"
+    inventory_file = inventory_with_tls(
+        platform,
+        tmp_path,
+        {"mode": "provided", "provided": {"certificate_path": str(cert), "key_path": str(key)}},
     )
     endpoint = Endpoint(node, 465, None, CLIENT)
 
-    provided = deploy_to(platform, node, inventory_file=tmp_path / "inventory.py")
+    provided = deploy_to(platform, node, inventory_file=inventory_file)
     assert provided.returncode == 0, provided.stdout[-5000:]
     assert "Install the provided certificate" in provided.stdout
     assert serial_of(served_certificate(endpoint, names[0])) == serial_of(cert.read_text())
