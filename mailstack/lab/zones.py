@@ -59,9 +59,12 @@ def lab_zones(settings, state) -> list[Zone]:
             Record(f"_dmarc.{domain}", "TXT", f'"v=DMARC1; p={settings.dns.dmarc_policy}"')
         )
     a(env.hostname("mx"), balancers["smtp"])
+    a(env.hostname("submission"), balancers["smtp"], reverse=False)
     a(env.hostname("mail"), balancers["mailaccess"])
     a(env.hostname("panel"), balancers["http"])
     a(env.hostname("webmail"), balancers["http"], reverse=False)
+    for domain in env.mail_domains:
+        a(f"mta-sts.{domain}", balancers["http"], reverse=False)
     for host in hosts:
         a(f"{host.name}.{primary}", host.private_ip)
 
