@@ -37,7 +37,7 @@ def test_mx_hosts(hosts):
         assert {(str(member.private_ip), port) for port in MAIL_PORTS} <= ports, member.name
         assert not (MAIL_PORTS | {5432}) & public_ports(host), member.name
         assert not ACCESS_PORTS & {port for _, port in ports}, member.name
-        sql = host.file("/etc/postfix/sql/virtual_aliases.cf")
+        sql = host.file("/etc/postfix/sql/virtual_alias_maps.cf")
         assert sql.mode == 0o640 and sql.user == "root" and sql.group == "postfix"
 
 
@@ -80,7 +80,7 @@ def test_db_hosts(hosts, inventory):
 
 def test_lookup_role_reads_views_but_not_account_tables(hosts):
     (_, mx), *_ = hosts["mx"]
-    views = "/etc/postfix/sql/virtual_domains.cf"
+    views = "/etc/postfix/sql/virtual_mailbox_domains.cf"
     # Postfix's own pgsql client, as the lookup role: the view answers (found or not found).
     lookup = mx.run(f"postmap -q nonexistent.invalid pgsql:{views}")
     assert lookup.rc in (0, 1) and "fatal" not in lookup.stderr, lookup.stderr
