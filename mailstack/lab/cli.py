@@ -45,12 +45,53 @@ def endpoints(lab: Lab) -> list[str]:
     ]
 
 
+TEST_RESELLER = "lab"
+TEST_LOCAL_PART = "test"
+
+
+def ensure_test_account(lab: Lab) -> tuple[str, str]:
+    """A mailbox to try the lab with (test@<first domain>); its password is kept with the lab's
+    other secrets, so every `lab up --deploy` prints the same one."""
+    from mailstack.secrets import SecretStore
+
+    inventory = lab.inventory()
+    settings = inventory.settings()
+    web = lab.host(inventory.with_role("web")[0].name)
+    address = f"{TEST_LOCAL_PART}@{settings.environment.primary_domain}"
+    password = SecretStore(lab.state_dir / "secrets.json").get("test_account_password")
+
+    def panel(command: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            lab.ssh_command(web, f"mailstack-panel {command}"),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise LabError(f"mailstack-panel {command}: {result.stderr.strip()}")
+        return result.stdout
+
+    if TEST_RESELLER not in panel("reseller list").split():
+        panel(f"reseller add {TEST_RESELLER} --brand-name 'mailstack lab'")
+    domains = panel("domain list")
+    for domain in settings.environment.mail_domains:
+        if domain not in domains:
+            panel(f"domain add {domain} --reseller {TEST_RESELLER}")
+    exists = address in panel(f"mailbox list --domain {settings.environment.primary_domain}")
+    action = "change" if exists else "add"
+    panel(f"mailbox {action} {address} --password-stdin", stdin=password + "\n")
+    return address, password
+
+
 def _up(lab: Lab, args: argparse.Namespace) -> int:
     inventory = lab.up()
     print(f"lab {lab.name}: {len(inventory.hosts)} hosts up on {lab.bridge}")
     if args.deploy:
         deploy(lab)
+        address, password = ensure_test_account(lab)
         print("\n".join(endpoints(lab)))
+        print(f"test account {address}  password {password}")
     return 0
 
 

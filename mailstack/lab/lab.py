@@ -63,6 +63,23 @@ MACHINE_CA_BUNDLE = "etc/mailstack-lab/machine-ca-certificates.crt"
 """The machine's own CA bundle, copied into every host for pip's downloads through the proxy."""
 
 
+HOSTS_BLOCK = ("# BEGIN mailstack lab hosts\n", "# END mailstack lab hosts\n")
+
+
+def _with_block(path: Path, block: str) -> str:
+    """The file's content with the lab's block replaced, and lines that deploys added (e.g.
+    the mailstore names in /etc/hosts) kept, so `lab up` on a deployed lab changes nothing."""
+    begin, end = HOSTS_BLOCK
+    text = path.read_text() if path.exists() else ""
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        after = rest.split(end, 1)[1]
+    else:
+        # A file from the base image (or an older lab) is replaced by the block.
+        before, after = "", ""
+    return before + begin + block + end + after
+
+
 class LabState(Model):
     """What a lab was created with and which faults are in force; `.lab/<name>/lab.json`."""
 
@@ -328,8 +345,10 @@ class Lab:
         prefix = state.subnet.prefixlen
         files = {
             "etc/hostname": f"{host.name}\n",
-            "etc/hosts": "127.0.0.1 localhost\n"
-            + "".join(f"{h.address} {h.name}\n" for h in hosts),
+            "etc/hosts": _with_block(
+                root / "etc/hosts",
+                "127.0.0.1 localhost\n" + "".join(f"{h.address} {h.name}\n" for h in hosts),
+            ),
             "etc/systemd/network/10-lab.network": "[Match]\nName=host0\n\n[Network]\n"
             + "".join(f"Address={a}/{prefix}\n" for a in host.addresses)
             # No gateway: nothing leaves the bridge (packages come through apt-cacher-ng).
