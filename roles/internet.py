@@ -54,7 +54,7 @@ systemd.service(
 )
 
 # --- peer MTA ----------------------------------------------------------------------------------
-files.directory(name="Peer mailbox", path="/var/mail/peer", user="mail", group="mail", mode="700")
+files.directory(name="Peer mailbox", path="/var/mail/peer", user="mail", group="mail", mode="2700")
 postfix_config = files.template(
     name="Configure the peer MTA",
     src="templates/internet/etc/postfix/main.cf.j2",

@@ -15,7 +15,7 @@ def deploy(lab: Lab) -> None:
     """Apply every role to the lab's hosts with pyinfra (deploy.py, by inventory group)."""
     pyinfra = Path(sys.executable).with_name("pyinfra")
     result = subprocess.run(
-        [str(pyinfra), "-y", "--quiet", "inventory/lab.py", "deploy.py"],
+        [str(pyinfra), "-y", "inventory/lab.py", "deploy.py"],
         cwd=REPOSITORY,
         env={**os.environ, "MAILSTACK_LAB": lab.name},
     )

@@ -34,6 +34,7 @@ from mailstack.lab.system import (
     check_preconditions,
     ensure_nspawn_runtime,
     mount_overlay,
+    raise_inotify_limit,
     release_nspawn_runtime,
     run,
     unmount,
@@ -293,6 +294,7 @@ class Lab:
         network.apply_guard(self.name, self.bridge, state.lab.apt_cache_port)
         self.faults.apply(state)
         ensure_nspawn_runtime()
+        raise_inotify_limit()
         aptcache.start(self.name, state.gateway, state.lab.apt_cache_port, self.runtime)
         started = []
         for host in hosts:

@@ -190,6 +190,17 @@ def unmount(target: Path) -> None:
     raise LabError(f"cannot unmount {target}: still busy")
 
 
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+MINIMUM_INOTIFY_INSTANCES = 4096
+
+
+def raise_inotify_limit() -> None:
+    """Every host's systemd holds inotify instances of root's; the kernel's default of 128 runs
+    out at about two labs, and path units then fail. Raised only, never lowered."""
+    if int(INOTIFY_INSTANCES.read_text()) < MINIMUM_INOTIFY_INSTANCES:
+        INOTIFY_INSTANCES.write_text(str(MINIMUM_INOTIFY_INSTANCES))
+
+
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn")
 
 
