@@ -5,7 +5,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 # Debian packages the machine running the lab and the suite needs.
 HOST_PACKAGES := systemd-container mmdebstrap apt-cacher-ng nftables iproute2 openssh-client \
-                 debian-archive-keyring ca-certificates
+                 debian-archive-keyring ca-certificates \
+                 postgresql dovecot-core postfix postfix-pgsql
 
 .PHONY: all venv host-packages lint test lab lab-down bench docs lock
 

@@ -1,13 +1,30 @@
 """What pyinfra roles know about the environment they deploy, from the host's inventory data."""
 
+import os
 from pathlib import Path
 
 from mailstack.inventory import load_settings
+from mailstack.secrets import SecretStore
+from mailstack.topology import plan_load_balancers
 
 
 def settings(host):
     """The settings the environment runs with (a lab's own, re-based ones in the lab)."""
     return load_settings(host.data.get("settings_file"), host.data.get("stack"))
+
+
+def secrets(host) -> SecretStore:
+    """The environment's generated secrets: beside the lab's state, or per stack elsewhere."""
+    lab_file = host.data.get("lab_file")
+    if lab_file:
+        return SecretStore(Path(lab_file).parent / "secrets.json")
+    default = Path(__file__).resolve().parents[1] / ".secrets" / f"{host.data.get('stack')}.json"
+    return SecretStore(os.environ.get("MAILSTACK_SECRETS_FILE", default))
+
+
+def load_balancer_ips(host) -> list[str]:
+    """Private addresses the load balancers connect from (trusted for PROXY protocol)."""
+    return [str(lb.private_ip) for lb in plan_load_balancers(settings(host))]
 
 
 def lab_state(host):

@@ -125,3 +125,20 @@ class Inventory(Model):
     @classmethod
     def read(cls, path: str | Path) -> "Inventory":
         return cls.model_validate(json.loads(Path(path).read_text()))
+
+
+def from_pulumi_stack(stack: str, cwd: str | Path = ".") -> Inventory:
+    """The `inventory` output of a Pulumi stack (needs the Pulumi CLI and the stack's backend)."""
+    import subprocess
+
+    result = subprocess.run(
+        ["pulumi", "stack", "output", "inventory", "--json", "--stack", stack],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"pulumi stack output failed for stack {stack!r}: {result.stderr.strip()}"
+        )
+    return Inventory.model_validate(json.loads(result.stdout))

@@ -35,6 +35,62 @@ class LoadBalancerPlan:
 LOAD_BALANCER_PURPOSES = ("smtp", "mailaccess", "http")
 
 
+@dataclass(frozen=True)
+class BalancedService:
+    """A TCP port a load balancer forwards to the same port on its role's hosts."""
+
+    port: int
+    proxy_protocol: bool
+    why: str
+
+
+# What each load balancer forwards, to which role: Hetzner's in production, HAProxy in the lab.
+# PROXY protocol carries the real client address to Postfix (postscreen, smtpd) and Dovecot,
+# which log it and rate-limit by it.
+BALANCED_SERVICES: dict[str, tuple[Role, list[BalancedService]]] = {
+    "smtp": (
+        "mx",
+        [
+            BalancedService(25, True, "inbound SMTP to postscreen"),
+            BalancedService(465, True, "submission with implicit TLS"),
+            BalancedService(587, True, "submission with STARTTLS"),
+        ],
+    ),
+    "mailaccess": (
+        "mailstore",
+        [
+            BalancedService(143, True, "IMAP with STARTTLS"),
+            BalancedService(993, True, "IMAP with implicit TLS"),
+            BalancedService(110, True, "POP3 with STARTTLS"),
+            BalancedService(995, True, "POP3 with implicit TLS"),
+            BalancedService(4190, True, "ManageSieve"),
+        ],
+    ),
+    "http": ("web", []),
+}
+# The mail host names get their certificates by ACME http-01 on the nodes behind these.
+ACME_HTTP = BalancedService(80, False, "ACME http-01 challenges for the mail host names")
+# Without a Hetzner-managed certificate, HTTP and HTTPS pass through to the web nodes.
+HTTP_PASSTHROUGH = [
+    BalancedService(80, True, "HTTP, redirected to HTTPS by the web nodes"),
+    BalancedService(443, True, "HTTPS, terminated by the web nodes"),
+]
+
+
+def balanced_services(settings, purpose: str) -> tuple[Role, list[BalancedService]]:
+    """The role behind a load balancer and the TCP services it forwards there.
+
+    The HTTPS balancer with a Hetzner-managed certificate terminates TLS itself and is not a
+    plain TCP forward; it has no entries here then.
+    """
+    role, services = BALANCED_SERVICES[purpose]
+    if purpose == "http":
+        return role, [] if settings.dns.managed_zone else list(HTTP_PASSTHROUGH)
+    if settings.tls.mode == "acme" and settings.tls.acme.challenge == "http-01":
+        services = [*services, ACME_HTTP]
+    return role, list(services)
+
+
 def plan_hosts(settings) -> list[HostPlan]:
     """Every host of the environment, in a stable order (by role, then index)."""
     env = settings.environment.name

@@ -8,29 +8,38 @@ hosts run nothing yet just shows as down.
 
 from pyinfra import host, inventory
 from pyinfra.operations import apt, files, systemd
+from pyinfra.operations.util import any_changed
 
 from mailstack.deploying import group_hosts, settings
-from mailstack.topology import plan_load_balancers
+from mailstack.topology import balanced_services, plan_load_balancers
 
-balancers = {lb.purpose: str(lb.private_ip) for lb in plan_load_balancers(settings(host))}
+config = settings(host)
+frontends = []
+for balancer in plan_load_balancers(config):
+    role, services = balanced_services(config, balancer.purpose)
+    frontends.append(
+        {
+            "purpose": balancer.purpose,
+            "address": str(balancer.private_ip),
+            "services": services,
+            "servers": group_hosts(inventory, role),
+        }
+    )
 
 apt.packages(name="Install HAProxy", packages=["haproxy"], update=True, cache_time=3600)
 
-config = files.template(
+haproxy_cfg = files.template(
     name="Configure the load balancers",
     src="templates/loadbalancer/etc/haproxy/haproxy.cfg.j2",
     dest="/etc/haproxy/haproxy.cfg",
     mode="644",
-    balancers=balancers,
-    mx=group_hosts(inventory, "mx"),
-    mailstore=group_hosts(inventory, "mailstore"),
-    web=group_hosts(inventory, "web"),
+    frontends=frontends,
 )
 
+systemd.service(name="Run HAProxy", service="haproxy", running=True, enabled=True)
 systemd.service(
-    name="Run HAProxy",
+    name="Reload HAProxy for its new configuration",
     service="haproxy",
-    running=True,
-    enabled=True,
-    reloaded=config.changed,
+    reloaded=True,
+    _if=any_changed(haproxy_cfg),
 )

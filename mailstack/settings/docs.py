@@ -24,19 +24,29 @@ def _type_name(annotation) -> str:
         return " / ".join(repr(arg) for arg in typing.get_args(annotation))
     if origin is typing.Annotated:
         base, *meta = typing.get_args(annotation)
-        names = [getattr(m, "func", None) for m in meta]
-        for func in names:
-            if func is not None and func.__name__ == "_check_fqdn":
-                return "domain name"
-            if func is not None and func.__name__ == "_check_slug":
-                return "name"
-        return _type_name(base)
+        return _validated_name(meta) or _type_name(base)
     if origin in (list, dict):
         args = ", ".join(_type_name(arg) for arg in typing.get_args(annotation))
         return f"{origin.__name__}[{args}]"
     if annotation is type(None):
         return "null"
     return getattr(annotation, "__name__", str(annotation))
+
+
+def _validated_name(metadata) -> str | None:
+    """'domain name' or 'name' for the FQDN and Slug types of mailstack.settings.base."""
+    for item in metadata:
+        func = getattr(item, "func", None)
+        if func is not None and func.__name__ == "_check_fqdn":
+            return "domain name"
+        if func is not None and func.__name__ == "_check_slug":
+            return "name"
+    return None
+
+
+def _field_type(field) -> str:
+    name = _type_name(field.annotation)
+    return _validated_name(field.metadata) or name
 
 
 def _default(field) -> str:
@@ -81,8 +91,7 @@ def render(root: type[BaseModel]) -> str:
         rows = ["| field | type | default | description |", "|---|---|---|---|"]
         for name, field in model.model_fields.items():
             rows.append(
-                f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | "
-                f"{field.description} |"
+                f"| `{name}` | {_field_type(field)} | {_default(field)} | {field.description} |"
             )
             for nested in _nested_models(field.annotation):
                 child = f"{path}.{name}" if path else name

@@ -20,13 +20,27 @@ _ZONE_OF_LOCATION: dict[str, str] = {
 }
 
 
+Service = Literal["mx", "mail", "submission", "panel", "webmail"]
+_DEFAULT_LABEL: dict[str, str] = {
+    "mx": "mx",
+    "mail": "mail",
+    "submission": "smtp",
+    "panel": "panel",
+    "webmail": "webmail",
+}
+
+
 class Hostnames(Model):
     """Public host names of the platform's services; empty ones derive from the first domain."""
 
     mx: FQDN | None = Field(None, description="MX host name (default: mx.<first mail domain>).")
     mail: FQDN | None = Field(
+        None, description="IMAP and POP3 host name (default: mail.<first mail domain>)."
+    )
+    submission: FQDN | None = Field(
         None,
-        description="IMAP, POP3 and submission host name (default: mail.<first mail domain>).",
+        description="Submission (587, 465) host name, served by the SMTP load balancer "
+        "(default: smtp.<first mail domain>).",
     )
     panel: FQDN | None = Field(
         None, description="Control panel host name (default: panel.<first mail domain>)."
@@ -90,6 +104,12 @@ class EnvironmentSettings(Model):
     def primary_domain(self) -> str:
         return self.mail_domains[0]
 
-    def hostname(self, service: Literal["mx", "mail", "panel", "webmail"]) -> str:
+    def hostname(self, service: Service) -> str:
         """The public host name of a service, derived from the primary domain when unset."""
-        return getattr(self.hostnames, service) or f"{service}.{self.primary_domain}"
+        return (
+            getattr(self.hostnames, service) or f"{_DEFAULT_LABEL[service]}.{self.primary_domain}"
+        )
+
+    def host_fqdn(self, host_name: str) -> str:
+        """The public name of one host, e.g. production-mx1.example.net (its PTR and HELO)."""
+        return f"{host_name}.{self.primary_domain}"

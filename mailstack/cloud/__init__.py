@@ -1,0 +1,1 @@
+"""The Pulumi program that provisions an environment on Hetzner Cloud."""

@@ -1,0 +1,1 @@
+"""Account data: resellers, domains, mailboxes and forwardings, and the SQL views mail services read."""

@@ -1,0 +1,269 @@
+"""The account data: resellers own domains; domains hold mailboxes, forwardings and a catch-all.
+
+Postfix, Dovecot and the policy service never read these tables: they read the views in schema
+`mail` (migration 0002, documented in docs/accounts.md), which show only what is enabled.
+"""
+
+import re
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from accounts.addresses import check_local_part, parse_domain, parse_target
+
+COLOUR = re.compile(r"^#[0-9a-f]{6}$")
+
+
+def default_quota_bytes() -> int:
+    """The quota of a new mailbox: `mail.default_quota_mib` of the platform settings."""
+    return settings.MAILPANEL_MAIL_POLICY.default_quota_mib * 1024 * 1024
+
+
+def _check_hostname(value: str) -> None:
+    if value != parse_domain(value):
+        raise ValidationError(f"{value!r} is not a lower-case fully qualified host name")
+
+
+def _check_colour(value: str) -> None:
+    if not COLOUR.match(value):
+        raise ValidationError(f"{value!r} is not a colour like #1a2b3c")
+
+
+def _check_domain_name(value: str) -> None:
+    if value != parse_domain(value):
+        raise ValidationError(f"{value!r} is not a domain name in stored (lower-case) form")
+
+
+def _check_target(value: str) -> None:
+    if value != parse_target(value):
+        raise ValidationError(f"{value!r} is not an address in stored form")
+
+
+class Reseller(models.Model):
+    """A customer who sells mail under their own brand: their domains, logo, colours, hostnames."""
+
+    name = models.SlugField(max_length=64, unique=True, help_text="Short unique name.")
+    brand_name = models.CharField(max_length=200, help_text="Name shown in panel and webmail.")
+    logo_url = models.URLField(blank=True, help_text="Logo shown in panel and webmail.")
+    primary_colour = models.CharField(
+        max_length=7, default="#1f4e79", validators=[_check_colour], help_text="#rrggbb"
+    )
+    secondary_colour = models.CharField(
+        max_length=7, default="#f2f2f2", validators=[_check_colour], help_text="#rrggbb"
+    )
+    panel_hostname = models.CharField(
+        max_length=253,
+        unique=True,
+        null=True,
+        blank=True,
+        validators=[_check_hostname],
+        help_text="The reseller's own host name for the control panel.",
+    )
+    webmail_hostname = models.CharField(
+        max_length=253,
+        unique=True,
+        null=True,
+        blank=True,
+        validators=[_check_hostname],
+        help_text="The reseller's own host name for webmail.",
+    )
+    enabled = models.BooleanField(default=True, help_text="Disabling hides all its domains.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "accounts_reseller"
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(primary_colour__regex=COLOUR.pattern)
+                & Q(secondary_colour__regex=COLOUR.pattern),
+                name="reseller_colours_hex",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Domain(models.Model):
+    """A mail domain hosted here, owned by one reseller."""
+
+    name = models.CharField(
+        max_length=253,
+        unique=True,
+        validators=[_check_domain_name],
+        help_text="Lower-case, IDNA (xn--) form.",
+    )
+    reseller = models.ForeignKey(Reseller, on_delete=models.PROTECT, related_name="domains")
+    enabled = models.BooleanField(default=True, help_text="Disabled domains receive no mail.")
+    catch_all = models.CharField(
+        max_length=320,
+        blank=True,
+        validators=[_check_target],
+        help_text="Where mail to unknown addresses of the domain goes; empty: rejected.",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "accounts_domain"
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(name=models.functions.Lower("name")), name="domain_lower"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Mailbox(models.Model):
+    """A mailbox users log in to (IMAP, POP3, submission) and mail is delivered into."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="mailboxes")
+    local_part = models.CharField(max_length=64, validators=[check_local_part])
+    address = models.CharField(
+        max_length=320,
+        unique=True,
+        blank=True,
+        editable=False,
+        help_text="local_part@domain, kept for the views' indexed lookups (domains are never renamed).",
+    )
+    password_hash = models.CharField(
+        max_length=255, help_text="Dovecot password field, e.g. {ARGON2ID}$argon2id$..."
+    )
+    quota_bytes = models.BigIntegerField(
+        default=default_quota_bytes, help_text="Storage quota in bytes; 0 means no quota."
+    )
+    enabled = models.BooleanField(
+        default=True, help_text="Disabled mailboxes cannot log in and receive no mail."
+    )
+    outbound_limit_class = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="A key of mail.outbound_limit.classes in the settings; empty: the default limit.",
+    )
+    spam_add_header_score = models.FloatField(
+        null=True, blank=True, help_text="Per-user override of mail.spam.add_header_score."
+    )
+    spam_reject_score = models.FloatField(
+        null=True, blank=True, help_text="Per-user override of mail.spam.reject_score."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    password_changed = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "accounts_mailbox"
+        ordering = ["domain__name", "local_part"]
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "local_part"], name="mailbox_address_unique"),
+            models.CheckConstraint(
+                condition=Q(quota_bytes__gte=0), name="mailbox_quota_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(local_part__regex=r"^[a-z0-9]([a-z0-9_-]|\.(?!\.)){0,62}$")
+                & ~Q(local_part__endswith="."),
+                name="mailbox_local_part_form",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(spam_add_header_score__isnull=True) & Q(spam_reject_score__isnull=True)
+                )
+                # Spelled out: a comparison with NULL would let a half-set pair through.
+                | (
+                    Q(spam_add_header_score__isnull=False)
+                    & Q(spam_reject_score__isnull=False)
+                    & Q(spam_reject_score__gt=models.F("spam_add_header_score"))
+                ),
+                name="mailbox_spam_thresholds_ordered",
+            ),
+            models.CheckConstraint(
+                condition=Q(password_hash__startswith="{"), name="mailbox_password_has_scheme"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.address
+
+    def save(self, *args, **kwargs) -> None:
+        self.address = f"{self.local_part}@{self.domain.name}"
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        classes = settings.MAILPANEL_MAIL_POLICY.outbound_limit.classes
+        if self.outbound_limit_class and self.outbound_limit_class not in classes:
+            known = ", ".join(sorted(classes)) or "none"
+            raise ValidationError(
+                {
+                    "outbound_limit_class": f"unknown class {self.outbound_limit_class!r} "
+                    f"(classes in the settings: {known})"
+                }
+            )
+        if (self.spam_add_header_score is None) != (self.spam_reject_score is None):
+            raise ValidationError({"spam_reject_score": "set both spam thresholds or neither"})
+        if (
+            self.spam_reject_score is not None
+            and self.spam_reject_score <= self.spam_add_header_score
+        ):
+            raise ValidationError(
+                {"spam_reject_score": "must be greater than the add-header score"}
+            )
+
+
+class Forwarding(models.Model):
+    """An address whose mail goes to one or more targets, local or external.
+
+    With `keep_copy` the mailbox of the same address also keeps a copy (it must exist).
+    """
+
+    domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="forwardings")
+    local_part = models.CharField(max_length=64, validators=[check_local_part])
+    address = models.CharField(
+        max_length=320,
+        unique=True,
+        blank=True,
+        editable=False,
+        help_text="local_part@domain, kept for the views' indexed lookups (domains are never renamed).",
+    )
+    keep_copy = models.BooleanField(
+        default=False, help_text="Also deliver to the mailbox of the same address."
+    )
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "accounts_forwarding"
+        ordering = ["domain__name", "local_part"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["domain", "local_part"], name="forwarding_address_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.address
+
+    def save(self, *args, **kwargs) -> None:
+        self.address = f"{self.local_part}@{self.domain.name}"
+        super().save(*args, **kwargs)
+
+
+class ForwardingTarget(models.Model):
+    """One destination of a forwarding."""
+
+    forwarding = models.ForeignKey(Forwarding, on_delete=models.CASCADE, related_name="targets")
+    address = models.CharField(max_length=320, validators=[_check_target])
+
+    class Meta:
+        db_table = "accounts_forwarding_target"
+        ordering = ["address"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["forwarding", "address"], name="forwarding_target_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.address

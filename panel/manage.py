@@ -1,0 +1,11 @@
+#!/usr/bin/env python3
+"""The control panel's Django management command (account data: see docs/accounts.md)."""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailpanel.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)

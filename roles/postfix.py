@@ -1,0 +1,94 @@
+"""Postfix on the mx hosts: postscreen and smtpd for inbound mail, submission on 587 and 465.
+
+Hosted domains, mailboxes and forwardings are SQL lookups in the panel's views; delivery is LMTP
+into Dovecot on the mailstore pair; SASL is Dovecot's auth service there. Filters (milters) and
+the policy service hook in through `host.data` lists that their roles fill.
+"""
+
+from pyinfra import host, inventory
+from pyinfra.operations import apt, files, systemd
+from pyinfra.operations.util import any_changed
+
+from mailstack import database, tls
+from mailstack.deploying import group_hosts, secrets, settings
+
+config = settings(host)
+env = config.environment
+mailstores = group_hosts(inventory, "mailstore")
+db_hosts = [member["private_ip"] for member in group_hosts(inventory, "db")]
+# Both mailstore nodes answer to one name; only the active one runs Dovecot.
+MAILSTORE_NAME = "mailstore.private"
+SASL_PORT = 12345
+
+apt.packages(
+    name="Install Postfix with PostgreSQL lookups",
+    packages=["postfix", "postfix-pgsql", "ca-certificates"],
+    update=True,
+    cache_time=3600,
+)
+
+hosts_file = files.block(
+    name="Name the mailstore pair for LMTP and SASL",
+    path="/etc/hosts",
+    content=[f"{member['private_ip']} {MAILSTORE_NAME}" for member in mailstores],
+    marker="# {mark} mailstack mailstore",
+)
+
+lookups = []
+for view in ("virtual_domains", "virtual_mailboxes", "virtual_aliases", "sender_logins"):
+    lookups.append(
+        files.template(
+            name=f"Look up {view.replace('_', ' ')} in PostgreSQL",
+            src=f"templates/postfix/etc/postfix/sql/{view}.cf.j2",
+            dest=f"/etc/postfix/sql/{view}.cf",
+            user="root",
+            group="postfix",
+            mode="640",
+            create_remote_dir=True,
+            hosts=db_hosts,
+            user_name=database.LOOKUP_USER,
+            password=secrets(host).get("db_lookup_password"),
+            dbname=database.DATABASE,
+        )
+    )
+
+dnsbl_sites = [
+    f"{d.zone}{'=' + d.reply_filter if d.reply_filter else ''}*{d.weight}"
+    for d in config.mail.dnsbls
+]
+main_cf = files.template(
+    name="Configure Postfix",
+    src="templates/postfix/etc/postfix/main.cf.j2",
+    dest="/etc/postfix/main.cf",
+    mode="644",
+    host_fqdn=env.host_fqdn(host.data.name),
+    primary_domain=env.primary_domain,
+    inet_protocols="all" if host.data.get("public_ipv6") else "ipv4",
+    message_size_limit=config.mail.message_size_limit_bytes,
+    lmtp_host=MAILSTORE_NAME,
+    sasl_host=MAILSTORE_NAME,
+    sasl_port=SASL_PORT,
+    dnsbl_threshold=config.mail.dnsbl_threshold,
+    dnsbl_sites=dnsbl_sites,
+    recipient_policy_hooks=host.data.get("postfix_recipient_policy_hooks", []),
+    milters=host.data.get("postfix_milters", []),
+    tls_certificate=tls.CERTIFICATE,
+    tls_key=tls.PRIVATE_KEY,
+)
+master_cf = files.template(
+    name="Configure Postfix services",
+    src="templates/postfix/etc/postfix/master.cf.j2",
+    dest="/etc/postfix/master.cf",
+    mode="644",
+    private_ip=host.data.private_ip,
+    submission_policy_hooks=host.data.get("postfix_submission_policy_hooks", []),
+)
+
+systemd.service(name="Run Postfix", service="postfix", running=True, enabled=True)
+systemd.service(
+    name="Restart Postfix for its new configuration",
+    service="postfix",
+    # master.cf listeners take a restart; a reload would do for the rest.
+    restarted=True,
+    _if=any_changed(main_cf, master_cf, hosts_file, *lookups),
+)

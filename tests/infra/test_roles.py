@@ -1,0 +1,81 @@
+"""Each role's packages, services, listening ports and configuration validity."""
+
+import pytest
+from conftest import listening
+
+pytestmark = pytest.mark.lab
+
+MAIL_PORTS = {25, 465, 587}
+ACCESS_PORTS = {143, 993, 110, 995, 4190}
+WILDCARD = {"0.0.0.0", "*", "::"}
+
+
+def public_ports(connection) -> set[int]:
+    """Ports bound to every address (reachable from anywhere the host is)."""
+    return {port for address, port in listening(connection) if address in WILDCARD}
+
+
+def test_mx_hosts(hosts):
+    for member, host in hosts("mx"):
+        for package in ("postfix", "postfix-pgsql"):
+            assert host.package(package).is_installed, (member.name, package)
+        postfix = host.service("postfix")
+        assert postfix.is_running and postfix.is_enabled, member.name
+        check = host.run("postfix check")
+        assert check.rc == 0 and check.stderr == "", (member.name, check.stderr)
+        ports = listening(host)
+        assert {(str(member.private_ip), port) for port in MAIL_PORTS} <= ports, member.name
+        assert not (MAIL_PORTS | {5432}) & public_ports(host), member.name
+        assert not ACCESS_PORTS & {port for _, port in ports}, member.name
+        sql = host.file("/etc/postfix/sql/virtual_aliases.cf")
+        assert sql.mode == 0o640 and sql.user == "root" and sql.group == "postfix"
+
+
+def test_mailstore_hosts(hosts):
+    members = hosts("mailstore")
+    for index, (member, host) in enumerate(members):
+        for package in ("dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd", "dovecot-pgsql"):
+            assert host.package(package).is_installed, (member.name, package)
+        assert host.run("doveconf -n").rc == 0, member.name
+        assert host.user("vmail").uid == 5000
+        ports = listening(host)
+        assert 25 not in {port for _, port in ports}, member.name
+        assert not public_ports(host) - {22}, member.name
+        dovecot = host.service("dovecot")
+        if index == 0:
+            assert dovecot.is_running and dovecot.is_enabled, member.name
+            private = {port for address, port in ports if address == str(member.private_ip)}
+            assert ACCESS_PORTS | {24, 12345} <= private, member.name
+        else:
+            # The passive node stands by until a failover gives it the mail volume.
+            assert not dovecot.is_running and not dovecot.is_enabled, member.name
+
+
+def test_db_hosts(hosts, inventory):
+    for member, host in hosts("db"):
+        assert host.package("postgresql-17").is_installed
+        assert host.service("postgresql@17-main").is_running
+        ports = listening(host)
+        assert (str(member.private_ip), 5432) in ports
+        assert 5432 not in public_ports(host), member.name
+        hba = host.file("/etc/postgresql/17/main/pg_hba.conf").content_string
+        rules = [line.split() for line in hba.splitlines() if line.startswith("host")]
+        allowed = {str(h.private_ip) for h in inventory.hosts if set(h.roles) & {"mx", "mailstore", "web"}}
+        for rule in rules:
+            assert rule[0] == "hostssl" and rule[-1] == "scram-sha-256", rule
+            assert rule[3].removesuffix("/32") in allowed, rule
+
+
+def test_lookup_role_reads_views_but_not_account_tables(hosts):
+    (_, mx), *_ = hosts("mx")
+    views = "/etc/postfix/sql/virtual_domains.cf"
+    # Postfix's own pgsql client, as the lookup role: the view answers (found or not found).
+    lookup = mx.run(f"postmap -q nonexistent.invalid pgsql:{views}")
+    assert lookup.rc in (0, 1) and "fatal" not in lookup.stderr, lookup.stderr
+    probe = "/root/table-probe.cf"
+    mx.run(
+        f"sed 's/^query = .*/query = SELECT password_hash FROM accounts_mailbox LIMIT 1/' "
+        f"{views} > {probe}"
+    )
+    denied = mx.run(f"postmap -q x pgsql:{probe}; rm -f {probe}")
+    assert "permission denied" in denied.stderr, denied.stderr
