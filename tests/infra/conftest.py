@@ -29,7 +29,9 @@ def hosts(inventory):
     def with_role(role: str):
         found = []
         for member in inventory.with_role(role):
-            options = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+            options = (
+                "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+            )
             connection = testinfra.get_host(
                 f"ssh://{inventory.ssh_user}@{member.ssh_address}",
                 ssh_identity_file=inventory.ssh_key_file,

@@ -60,7 +60,9 @@ def test_db_hosts(hosts, inventory):
         assert 5432 not in public_ports(host), member.name
         hba = host.file("/etc/postgresql/17/main/pg_hba.conf").content_string
         rules = [line.split() for line in hba.splitlines() if line.startswith("host")]
-        allowed = {str(h.private_ip) for h in inventory.hosts if set(h.roles) & {"mx", "mailstore", "web"}}
+        allowed = {
+            str(h.private_ip) for h in inventory.hosts if set(h.roles) & {"mx", "mailstore", "web"}
+        }
         for rule in rules:
             assert rule[0] == "hostssl" and rule[-1] == "scram-sha-256", rule
             assert rule[3].removesuffix("/32") in allowed, rule
