@@ -257,6 +257,7 @@ class Lab:
     def up(self) -> Inventory:
         """Create whatever is missing and start every host that is not running (idempotent)."""
         check_preconditions()
+        self._claim()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if not self.ssh_key.exists():
             run(
@@ -308,6 +309,24 @@ class Lab:
         inventory = self.inventory(state)
         inventory.write(self.inventory_file)
         return inventory
+
+    @property
+    def owner_file(self) -> Path:
+        """Names the state directory of the repository that runs the lab: lab names are
+        machine-wide (bridge, cgroups, disks), state directories are per checkout."""
+        return self.runtime / "owner"
+
+    def _check_owner(self) -> None:
+        if self.owner_file.exists() and self.owner_file.read_text() != str(self.state_dir):
+            raise LabError(
+                f"lab {self.name!r} on this machine belongs to {self.owner_file.read_text()}: "
+                "take it down from there, or use another --name"
+            )
+
+    def _claim(self) -> None:
+        self._check_owner()
+        self.runtime.mkdir(parents=True, exist_ok=True)
+        self.owner_file.write_text(str(self.state_dir))
 
     def _host_dir(self, host: LabHost) -> Path:
         return self.runtime / host.name
@@ -527,6 +546,7 @@ class Lab:
     def down(self) -> None:
         """Remove everything the lab created; works from whatever is left of it."""
         check_preconditions()
+        self._check_owner()
         machines = []
         if self.exists() and self.settings_file.exists():
             machines = [host.machine for host in self.hosts()]

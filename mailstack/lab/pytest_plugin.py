@@ -1,7 +1,9 @@
 """pytest fixtures for tests that need lab hosts (marker `lab`).
 
 `lab` brings the test lab up once per run and deploys every role on it; end-to-end tests share it.
-It is named `labtest`, never the default `mailstack` that `make lab` leaves running for the user.
+It is named `labtest`, never the default `mailstack` that `make lab` leaves running for the user;
+lab names are machine-wide, so a second checkout testing on the same machine sets
+MAILSTACK_TEST_LAB to another name of at most 7 characters (tests derive further labs from it).
 Set MAILSTACK_KEEP_LAB=1 to leave it running after the run (the next run then starts warm).
 """
 
@@ -12,13 +14,18 @@ import pytest
 from mailstack.lab.cli import deploy
 from mailstack.lab.lab import Lab
 
-TEST_LAB = "labtest"
+TEST_LAB = os.environ.get("MAILSTACK_TEST_LAB", "labtest")
+
+
+def lab_name_for_tests(suffix: str = "") -> str:
+    """A lab name of the test run's own: the test lab's name plus a suffix."""
+    return TEST_LAB + suffix
 
 
 @pytest.fixture(scope="session")
 def lab():
     """The deployed test lab, up for the whole run."""
-    lab = Lab(TEST_LAB, log=print)
+    lab = Lab(lab_name_for_tests(), log=print)
     lab.up()
     deploy(lab)
     yield lab

@@ -10,6 +10,7 @@ from lab_probes import host_reaches
 
 from mailstack.lab import Lab, LabError
 from mailstack.lab.lab import DEFAULT_STACK_FILE
+from mailstack.lab.pytest_plugin import lab_name_for_tests
 from mailstack.lab.system import CGROUP_TOP, hierarchies
 
 pytestmark = pytest.mark.lab
@@ -25,7 +26,7 @@ def stack_file(tmp_path: Path, **lab_settings) -> Path:
 
 
 def test_up_is_idempotent_every_host_runs_and_down_leaves_nothing(tmp_path):
-    lab = Lab("labcycle")
+    lab = Lab(lab_name_for_tests("c"))
     try:
         inventory = lab.up()
         hosts = lab.hosts()
@@ -64,26 +65,24 @@ def test_up_is_idempotent_every_host_runs_and_down_leaves_nothing(tmp_path):
     assert lab.leftovers() == []
     # (No probing of the old addresses: with the bridge gone they would route off the machine.)
     routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
-    assert "msl-labcycle" not in routes
+    assert lab.bridge not in routes
     mounts = Path("/proc/self/mounts").read_text()
-    assert "/labcycle/" not in mounts
-    assert not any((root / CGROUP_TOP / "labcycle").exists() for root in hierarchies())
+    assert f"/{lab.name}/" not in mounts
+    assert not any((root / CGROUP_TOP / lab.name).exists() for root in hierarchies())
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
-    assert not any(h.link in links for h in hosts) and "msl-labcycle" not in links
-    assert (
-        "labcycle"
-        not in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    )
+    assert not any(h.link in links for h in hosts) and lab.bridge not in links
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert f"mailstack_lab_{lab.name}\n" not in tables
 
 
 def test_down_of_a_lab_that_is_not_up_is_harmless():
-    lab = Lab("labnone")
+    lab = Lab(lab_name_for_tests("n"))
     lab.down()
     assert lab.leftovers() == []
 
 
 def test_host_that_does_not_boot_is_reported_with_its_console(tmp_path):
-    lab = Lab("labboot", stack_file(tmp_path, boot_timeout_seconds=20))
+    lab = Lab(lab_name_for_tests("b"), stack_file(tmp_path, boot_timeout_seconds=20))
     try:
         lab.up()
         web1 = lab.host("web1")
@@ -104,7 +103,8 @@ def test_host_that_does_not_boot_is_reported_with_its_console(tmp_path):
 
 def test_address_range_in_use_is_refused(tmp_path):
     # A foreign interface holding an address of the range the lab would take.
-    stack = stack_file(tmp_path, default_name="labbusy")
+    busy = lab_name_for_tests("x")
+    stack = stack_file(tmp_path, default_name=busy)
     document = yaml.safe_load(stack.read_text())
     document["config"]["mailstack:settings"]["network"] = {
         "ip_range": "10.78.0.0/16",
@@ -115,7 +115,7 @@ def test_address_range_in_use_is_refused(tmp_path):
     subprocess.run(["ip", "link", "add", "mslbusytest", "type", "bridge"], check=True)
     try:
         subprocess.run(["ip", "addr", "add", "10.78.5.9/24", "dev", "mslbusytest"], check=True)
-        lab = Lab("labbusy", stack)
+        lab = Lab(busy, stack)
         with pytest.raises(LabError, match=r"address range 10\.78\.5\.0/24 is already in use"):
             lab.up()
         lab.down()

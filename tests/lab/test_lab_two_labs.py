@@ -4,12 +4,13 @@ import pytest
 from lab_probes import host_reaches, machine_reaches
 
 from mailstack.lab import Lab
+from mailstack.lab.pytest_plugin import lab_name_for_tests
 
 pytestmark = pytest.mark.lab
 
 
 def test_two_labs_do_not_interfere(lab):
-    second = Lab("labtest2")
+    second = Lab(lab_name_for_tests("2"))
     try:
         second.up()
         first_state, second_state = lab.state(), second.state()
