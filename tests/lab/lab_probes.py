@@ -38,3 +38,26 @@ def ssh_answers(lab: Lab, host: str, timeout: float = 4) -> bool:
         return lab.ssh(lab.host(host), "true", timeout=timeout).returncode == 0
     except subprocess.TimeoutExpired:
         return False
+
+
+HAPROXY_STATUS = """
+import socket
+s = socket.socket(socket.AF_UNIX)
+s.connect("/run/haproxy/admin.sock")
+s.sendall(b"show stat\\n")
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+for line in data.decode().splitlines()[1:]:
+    fields = line.split(",")
+    if len(fields) > 17 and fields[1] not in ("FRONTEND", "BACKEND"):
+        print(fields[0], fields[1], fields[17])
+"""
+
+
+def balancer_status(lab: Lab) -> dict[tuple[str, str], str]:
+    """HAProxy's view on the load-balancer host: (listener, server) -> UP / DOWN / ..."""
+    result = lab.ssh(lab.host("lb1"), f"python3 -c {shlex.quote(HAPROXY_STATUS)}")
+    assert result.returncode == 0, result.stderr
+    rows = (line.split(maxsplit=2) for line in result.stdout.splitlines())
+    return {(listener, server): status for listener, server, status in rows}
