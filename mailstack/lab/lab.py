@@ -316,15 +316,29 @@ class Lab:
         machine-wide (bridge, cgroups, disks), state directories are per checkout."""
         return self.runtime / "owner"
 
+    def _foreign_owner(self) -> str | None:
+        """The state directory of another checkout that runs this lab, if any."""
+        if not self.owner_file.exists():
+            return None
+        owner = self.owner_file.read_text()
+        return None if owner == str(self.state_dir) else owner
+
     def _check_owner(self) -> None:
-        if self.owner_file.exists() and self.owner_file.read_text() != str(self.state_dir):
+        """Refuse to touch a lab another checkout runs. One whose processes are gone (machine
+        restarted, session ended) or whose checkout is gone is stale and may be taken over."""
+        owner = self._foreign_owner()
+        if owner and Path(owner).exists() and Cgroup(self.name).populated():
             raise LabError(
-                f"lab {self.name!r} on this machine belongs to {self.owner_file.read_text()}: "
-                "take it down from there, or use another --name"
+                f"lab {self.name!r} on this machine belongs to {owner} and runs: take it down "
+                "from there, or use another --name"
             )
 
     def _claim(self) -> None:
         self._check_owner()
+        owner = self._foreign_owner()
+        if owner:
+            self.log(f"lab {self.name}: removing what is left of it from {owner}")
+            self._remove_from_machine()
         self.runtime.mkdir(parents=True, exist_ok=True)
         self.owner_file.write_text(str(self.state_dir))
 
@@ -547,6 +561,11 @@ class Lab:
         """Remove everything the lab created; works from whatever is left of it."""
         check_preconditions()
         self._check_owner()
+        self._remove_from_machine()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _remove_from_machine(self) -> None:
+        """Processes, mounts, disks, links, nft tables and cgroups of the lab (not its state)."""
         machines = []
         if self.exists() and self.settings_file.exists():
             machines = [host.machine for host in self.hosts()]
@@ -572,7 +591,6 @@ class Lab:
         network.delete_tables(self.name)
         lab_group.remove()
         release_nspawn_runtime()
-        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def leftovers(self) -> list[str]:
         """Anything of this lab still on the machine (empty after `down`)."""

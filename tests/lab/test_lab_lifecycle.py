@@ -161,3 +161,31 @@ def test_cli_status_ssh_and_errors(lab):
         text=True,
     )
     assert bad.returncode == 1 and "lab name 'Bad_Name'" in bad.stderr
+
+
+def test_a_lab_another_checkout_runs_is_refused(lab, tmp_path):
+    owner = lab.owner_file.read_text()
+    lab.owner_file.write_text(str(tmp_path))  # a checkout that exists, and the lab runs
+    try:
+        with pytest.raises(LabError, match=f"belongs to {tmp_path} and runs"):
+            lab.up()
+        with pytest.raises(LabError, match="belongs to"):
+            lab.down()
+    finally:
+        lab.owner_file.write_text(owner)
+    assert all(lab.running(host) for host in lab.hosts())
+
+
+def test_a_stale_lab_of_another_checkout_is_taken_over(tmp_path):
+    lab = Lab(lab_name_for_tests("s"))
+    try:
+        lab.up()
+        mx1 = lab.host("mx1")
+        assert lab.ssh(mx1, "touch /root/old-disk").returncode == 0
+        lab.owner_file.write_text(str(tmp_path / "gone"))  # its checkout no longer exists
+        lab.up()
+        assert lab.owner_file.read_text() == str(lab.state_dir)
+        assert lab.ssh(mx1, "test -e /root/old-disk").returncode == 1
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
