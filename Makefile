@@ -48,7 +48,10 @@ bench: venv host-packages
 docs: venv
 	$(VENV)/bin/mailstack settings docs > docs/settings.md
 
-# Re-pin every Python dependency (needs uv); the lock records hashes, never download URLs.
+# Re-pin every Python dependency (needs uv): the suite's and the operator's (3.11 here), and the
+# hosts' venvs (Debian 13's Python). The locks record hashes, never download URLs.
 lock:
 	uv pip compile --quiet pyproject.toml --extra test --generate-hashes --python-version 3.11 \
 	    --no-header -o requirements.lock
+	uv pip compile --quiet pyproject.toml --extra panel --generate-hashes --python-version 3.13 \
+	    --python-platform x86_64-manylinux_2_28 --no-header -o requirements-host.lock

@@ -1,9 +1,9 @@
 """Names shared by the database role and its clients (Postfix, Dovecot, the panel, policyd)."""
 
 DATABASE = "mailstack"
-PANEL_USER = "mailstack_panel"
+PANEL_USER = "mailpanel"
 """Owns the schema; the panel's migrations run as this role."""
-LOOKUP_USER = "mailstack_lookup"
+LOOKUP_USER = "mail_lookup"
 """Reads only the views in schema `mail` (Postfix, Dovecot, the policy service)."""
 PORT = 5432
 

@@ -1,11 +1,26 @@
 """What pyinfra roles know about the environment they deploy, from the host's inventory data."""
 
+import hashlib
 import os
 from pathlib import Path
 
 from mailstack.inventory import load_settings
 from mailstack.secrets import SecretStore
 from mailstack.topology import plan_load_balancers
+
+APP_ROOT = "/opt/mailstack"
+APP_SOURCE = f"{APP_ROOT}/src"
+APP_VENV = f"{APP_ROOT}/venv"
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def code_version() -> str:
+    """A digest of the code roles/venv.py copies to hosts, so services restart when it changes."""
+    digest = hashlib.sha256()
+    for package in ("mailstack", "panel"):
+        for path in sorted((REPOSITORY / package).rglob("*.py")):
+            digest.update(str(path.relative_to(REPOSITORY)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def settings(host):

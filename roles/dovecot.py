@@ -47,6 +47,20 @@ files.directory(
     name="Create the mail root", path=MAIL_ROOT, user="vmail", group="vmail", mode="750"
 )
 
+auth_sql = files.template(
+    name="Look up passwords and users in PostgreSQL",
+    src="templates/dovecot/etc/dovecot/conf.d/auth-sql.conf.ext.j2",
+    dest="/etc/dovecot/conf.d/auth-sql.conf.ext",
+    user="root",
+    group="dovecot",
+    mode="640",
+    db_hosts=db_hosts,
+    db_port=database.PORT,
+    db_name=database.DATABASE,
+    db_user=database.LOOKUP_USER,
+    db_password=secrets(host).get("db_lookup_password"),
+    mail_root=MAIL_ROOT,
+)
 quota_mib = config.mail.default_quota_mib
 dovecot_conf = files.template(
     name="Configure Dovecot",
@@ -61,10 +75,6 @@ dovecot_conf = files.template(
     vmail_uid=VMAIL_UID,
     tls_certificate=tls.CERTIFICATE,
     tls_key=tls.PRIVATE_KEY,
-    database_hosts=db_hosts,
-    database_name=database.DATABASE,
-    lookup_user=database.LOOKUP_USER,
-    lookup_password=secrets(host).get("db_lookup_password"),
     default_quota=f"{quota_mib}M" if quota_mib else "unlimited",
     quota_tempfail=config.mail.quota_exceeded == "defer",
     sasl_port=SASL_PORT,
@@ -81,5 +91,5 @@ systemd.service(
     name="Restart Dovecot for its new configuration",
     service="dovecot",
     restarted=True,
-    _if=lambda: active and dovecot_conf.did_change(),
+    _if=lambda: active and (dovecot_conf.did_change() or auth_sql.did_change()),
 )

@@ -19,6 +19,12 @@ db_hosts = [member["private_ip"] for member in group_hosts(inventory, "db")]
 # Both mailstore nodes answer to one name; only the active one runs Dovecot.
 MAILSTORE_NAME = "mailstore.private"
 SASL_PORT = 12345
+SQL_TABLES = (
+    "virtual_mailbox_domains",
+    "virtual_mailbox_maps",
+    "virtual_alias_maps",
+    "sender_login_maps",
+)
 
 apt.packages(
     name="Install Postfix with PostgreSQL lookups",
@@ -34,23 +40,27 @@ hosts_file = files.block(
     marker="# {mark} mailstack mailstore",
 )
 
-lookups = []
-for view in ("virtual_domains", "virtual_mailboxes", "virtual_aliases", "sender_logins"):
-    lookups.append(
-        files.template(
-            name=f"Look up {view.replace('_', ' ')} in PostgreSQL",
-            src=f"templates/postfix/etc/postfix/sql/{view}.cf.j2",
-            dest=f"/etc/postfix/sql/{view}.cf",
-            user="root",
-            group="postfix",
-            mode="640",
-            create_remote_dir=True,
-            hosts=db_hosts,
-            user_name=database.LOOKUP_USER,
-            password=secrets(host).get("db_lookup_password"),
-            dbname=database.DATABASE,
-        )
+# The panel's views through the read-only lookup role (docs/accounts.md).
+lookup_database = {
+    "db_hosts": db_hosts,
+    "db_port": database.PORT,
+    "db_name": database.DATABASE,
+    "db_user": database.LOOKUP_USER,
+    "db_password": secrets(host).get("db_lookup_password"),
+}
+lookups = [
+    files.template(
+        name=f"Look up {table.replace('_', ' ')} in PostgreSQL",
+        src=f"templates/postfix/etc/postfix/sql/{table}.cf.j2",
+        dest=f"/etc/postfix/sql/{table}.cf",
+        user="root",
+        group="postfix",
+        mode="640",
+        create_remote_dir=True,
+        **lookup_database,
     )
+    for table in SQL_TABLES
+]
 
 dnsbl_sites = [
     f"{d.zone}{'=' + d.reply_filter if d.reply_filter else ''}*{d.weight}"

@@ -60,6 +60,10 @@ SSH_OPTIONS = (
 )
 
 
+MACHINE_CA_BUNDLE = "etc/mailstack-lab/machine-ca-certificates.crt"
+"""The machine's own CA bundle, copied into every host for pip's downloads through the proxy."""
+
+
 class LabState(Model):
     """What a lab was created with and which faults are in force; `.lab/<name>/lab.json`."""
 
@@ -369,6 +373,13 @@ class Lab:
             "etc/apt/apt.conf.d/01lab-proxy": (
                 f'Acquire::http::Proxy "http://{state.gateway}:{state.lab.apt_cache_port}";\n'
             ),
+            # Python packages for the hosts' venvs come through the same proxy, from the same
+            # registry the machine uses, trusting what the machine trusts on that path.
+            "etc/pip.conf": (
+                f"[global]\nproxy = http://{state.gateway}:{state.lab.apt_cache_port}\n"
+                f"cert = /{MACHINE_CA_BUNDLE}\n"
+            ),
+            MACHINE_CA_BUNDLE: Path("/etc/ssl/certs/ca-certificates.crt").read_text(),
             "etc/ssh/sshd_config.d/lab.conf": "HostKey /etc/ssh/ssh_host_ed25519_key\n"
             "PasswordAuthentication no\nUseDNS no\n",
             "root/.ssh/authorized_keys": self.ssh_key.with_suffix(".pub").read_text(),
