@@ -44,8 +44,20 @@ def check_preconditions() -> None:
         )
     if "overlay" not in Path("/proc/filesystems").read_text():
         raise LabError("kernel feature missing: overlayfs (each host's root is an overlay)")
-    if unified_hierarchy() is None:
+    unified = unified_hierarchy()
+    if unified is None:
         raise LabError("kernel feature missing: no cgroup v2 hierarchy mounted")
+    # Abrupt kills and freezes need cgroup.kill (Linux 5.14) and cgroup.freeze (5.2), which
+    # only non-root cgroups show.
+    probe = unified / CGROUP_TOP
+    created = not probe.exists()
+    probe.mkdir(exist_ok=True)
+    missing = [name for name in ("cgroup.kill", "cgroup.freeze") if not (probe / name).exists()]
+    if created:
+        with contextlib.suppress(OSError):
+            probe.rmdir()
+    if missing:
+        raise LabError(f"kernel feature missing: {' and '.join(missing)} (Linux 5.14 or later)")
     result = run("nft", "list", "tables", check=False)
     if result.returncode != 0:
         raise LabError(f"kernel feature missing: nftables ({result.stderr.strip()})")
