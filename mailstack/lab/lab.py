@@ -26,7 +26,7 @@ from pydantic import Field
 from mailstack.inventory import Inventory, InventoryHost, LoadBalancerAddress
 from mailstack.lab import aptcache, network, pki
 from mailstack.lab.rootfs import base_image
-from mailstack.lab.settings import LabSettings, load_lab_settings
+from mailstack.lab.settings import LAB_NAME_PATTERN, LabSettings, load_lab_settings
 from mailstack.lab.system import (
     NSPAWN_RUNTIME,
     Cgroup,
@@ -126,7 +126,7 @@ def machine_name(lab: str, host: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    if not re.fullmatch(r"[a-z][a-z0-9]{0,10}", name):
+    if not re.fullmatch(LAB_NAME_PATTERN, name):
         raise LabError(
             f"lab name {name!r}: 1-11 lower-case letters and digits, starting with a letter "
             "(it names the bridge, msl-<name>)"
