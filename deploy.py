@@ -22,11 +22,15 @@ if on("mx", "mailstore", "web"):
     local.include("roles/certificates.py")
 if on("db"):
     local.include("roles/db.py")
+if on("db"):
+    local.include("roles/valkey.py")
 if on("mx", "web"):
     local.include("roles/venv.py")
 if on("web"):
     local.include("roles/panel.py")
 if on("mailstore"):
     local.include("roles/dovecot.py")
+if on("mx"):
+    local.include("roles/policyd.py")
 if on("mx"):
     local.include("roles/postfix.py")

@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab_cli.register(commands)
 
+    from mailstack.policyd import cli as policyd_cli
+
+    policyd = commands.add_parser(
+        "policyd", help="run the policy service (greylisting and the outbound limit)"
+    )
+    policyd_cli.add_arguments(policyd)
+    policyd.set_defaults(func=policyd_cli.run)
+
     return parser
 
 

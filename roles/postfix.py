@@ -2,7 +2,7 @@
 
 Hosted domains, mailboxes and forwardings are SQL lookups in the panel's views; delivery is LMTP
 into Dovecot on the mailstore pair; SASL is Dovecot's auth service there. Filters (milters) and
-the policy service hook in through `host.data` lists that their roles fill.
+the policy service (greylisting, the outbound limit) are asked by smtpd on every mx host.
 """
 
 from pyinfra import host, inventory
@@ -80,7 +80,9 @@ main_cf = files.template(
     sasl_port=SASL_PORT,
     dnsbl_threshold=config.mail.dnsbl_threshold,
     dnsbl_sites=dnsbl_sites,
-    recipient_policy_hooks=host.data.get("postfix_recipient_policy_hooks", []),
+    greylisting=config.mail.greylisting.enabled,
+    outbound_limit=config.mail.outbound_limit.enabled,
+    policy_service=f"127.0.0.1:{config.mail.policy_service.port}",
     milters=host.data.get("postfix_milters", []),
     tls_certificate=tls.CERTIFICATE,
     tls_key=tls.PRIVATE_KEY,
@@ -91,7 +93,6 @@ master_cf = files.template(
     dest="/etc/postfix/master.cf",
     mode="644",
     private_ip=host.data.private_ip,
-    submission_policy_hooks=host.data.get("postfix_submission_policy_hooks", []),
 )
 
 systemd.service(name="Run Postfix", service="postfix", running=True, enabled=True)

@@ -100,8 +100,75 @@ class OutboundLimitSettings(Model):
     report_after_hits: int = Field(
         3,
         ge=1,
-        description="Report a user (log line and metric) who hits the limit this many times "
-        "within one window, a sign of a compromised account.",
+        description="Report a user (log line and metric) whose messages hit the limit this many "
+        "times within one window, a sign of a compromised account.",
+    )
+    hold_seconds: int = Field(
+        120,
+        ge=10,
+        le=86400,
+        description="How long a recipient accepted at RCPT stays reserved while its message has "
+        "not ended. A transaction that never reaches the end of its message (aborted, refused "
+        "at DATA) has its recipients released after this time and never charged; a message "
+        "that ends later is charged when it ends.",
+    )
+
+
+class PolicyServiceSettings(Model):
+    """The policy service on every mx node: where it listens and how it guards itself."""
+
+    port: int = Field(
+        10040, ge=1, le=65535, description="TCP port Postfix's check_policy_service connects to."
+    )
+    metrics_port: int = Field(
+        9740, ge=1, le=65535, description="TCP port of the Prometheus metrics endpoint."
+    )
+    store_timeout_ms: int = Field(
+        500,
+        ge=10,
+        le=10000,
+        description="Longest wait for Valkey (and for the account data) per request; after it "
+        "the fault behaviour applies. Must stay well below Postfix's "
+        "smtpd_policy_service_timeout (100 s).",
+    )
+    store_retry_ms: int = Field(
+        1000,
+        ge=0,
+        le=60000,
+        description="After a Valkey (or account data) failure, requests answer at once by the "
+        "fault behaviour for this long before it is tried again, so a dead store does not slow "
+        "every request.",
+    )
+    max_line_bytes: int = Field(
+        4096,
+        ge=256,
+        le=65536,
+        description="Longest attribute line accepted; a longer one closes the connection.",
+    )
+    max_attributes: int = Field(
+        200,
+        ge=20,
+        le=10000,
+        description="Most attributes accepted in one request; more close the connection.",
+    )
+    request_timeout_seconds: float = Field(
+        10,
+        gt=0,
+        le=100,
+        description="Time a client has from the first byte of a request to its blank line.",
+    )
+    account_cache_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description="How long a user's limit class read from the account data is reused "
+        "before it is read again; a class changed in the panel applies after at most this long.",
+    )
+    idle_timeout_seconds: float = Field(
+        330,
+        gt=0,
+        description="An idle connection is closed after this long; above Postfix's "
+        "smtpd_policy_service_max_idle (300 s) so Postfix closes first.",
     )
 
 
@@ -151,6 +218,10 @@ class MailPolicySettings(Model):
     )
     outbound_limit: OutboundLimitSettings = Field(
         OutboundLimitSettings(), description="Outbound recipient limit per user."
+    )
+    policy_service: PolicyServiceSettings = Field(
+        PolicyServiceSettings(),
+        description="The policy service that enforces greylisting and the outbound limit.",
     )
     spam: SpamSettings = Field(SpamSettings(), description="Spam score thresholds.")
     dnsbls: list[Dnsbl] = Field(

@@ -119,10 +119,9 @@ class Domain(models.Model):
         return self.name
 
 
-class Mailbox(models.Model):
-    """A mailbox users log in to (IMAP, POP3, submission) and mail is delivered into."""
+class HostedAddress(models.Model):
+    """An address in a hosted domain: a mailbox or a forwarding (subclasses add `domain`)."""
 
-    domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="mailboxes")
     local_part = models.CharField(max_length=64, validators=[check_local_part])
     address = models.CharField(
         max_length=320,
@@ -131,6 +130,22 @@ class Mailbox(models.Model):
         editable=False,
         help_text="local_part@domain, kept for the views' indexed lookups (domains are never renamed).",
     )
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.address
+
+    def save(self, *args, **kwargs) -> None:
+        self.address = f"{self.local_part}@{self.domain.name}"
+        super().save(*args, **kwargs)
+
+
+class Mailbox(HostedAddress):
+    """A mailbox users log in to (IMAP, POP3, submission) and mail is delivered into."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="mailboxes")
     password_hash = models.CharField(
         max_length=255, help_text="Dovecot password field, e.g. {ARGON2ID}$argon2id$..."
     )
@@ -184,13 +199,6 @@ class Mailbox(models.Model):
             ),
         ]
 
-    def __str__(self) -> str:
-        return self.address
-
-    def save(self, *args, **kwargs) -> None:
-        self.address = f"{self.local_part}@{self.domain.name}"
-        super().save(*args, **kwargs)
-
     def clean(self) -> None:
         classes = settings.MAILPANEL_MAIL_POLICY.outbound_limit.classes
         if self.outbound_limit_class and self.outbound_limit_class not in classes:
@@ -212,21 +220,13 @@ class Mailbox(models.Model):
             )
 
 
-class Forwarding(models.Model):
+class Forwarding(HostedAddress):
     """An address whose mail goes to one or more targets, local or external.
 
     With `keep_copy` the mailbox of the same address also keeps a copy (it must exist).
     """
 
     domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="forwardings")
-    local_part = models.CharField(max_length=64, validators=[check_local_part])
-    address = models.CharField(
-        max_length=320,
-        unique=True,
-        blank=True,
-        editable=False,
-        help_text="local_part@domain, kept for the views' indexed lookups (domains are never renamed).",
-    )
     keep_copy = models.BooleanField(
         default=False, help_text="Also deliver to the mailbox of the same address."
     )
@@ -241,13 +241,6 @@ class Forwarding(models.Model):
                 fields=["domain", "local_part"], name="forwarding_address_unique"
             ),
         ]
-
-    def __str__(self) -> str:
-        return self.address
-
-    def save(self, *args, **kwargs) -> None:
-        self.address = f"{self.local_part}@{self.domain.name}"
-        super().save(*args, **kwargs)
 
 
 class ForwardingTarget(models.Model):

@@ -81,3 +81,16 @@ def test_lookup_role_reads_views_but_not_account_tables(hosts):
     )
     denied = mx.run(f"postmap -q x pgsql:{probe}; rm -f {probe}")
     assert "permission denied" in denied.stderr, denied.stderr
+
+
+def test_policy_service_on_mx_hosts(hosts):
+    for member, host in hosts("mx"):
+        service = host.service("mailstack-policyd")
+        assert service.is_running and service.is_enabled, member.name
+        ports = listening(host)
+        # Postfix on the same host is its only client; Prometheus scrapes the private address.
+        assert ("127.0.0.1", 10040) in ports, member.name
+        assert (str(member.private_ip), 9740) in ports, member.name
+        assert not {10040, 9740} & public_ports(host), member.name
+        config = host.file("/etc/mailstack/policyd.json")
+        assert config.mode == 0o600 and config.user == "root", member.name

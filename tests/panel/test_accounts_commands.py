@@ -19,13 +19,13 @@ def listing(manage, *args: str) -> list[dict[str, str]]:
 
 
 def test_reseller_life_cycle(manage):
-    manage("reseller", "add", "acme", "--brand-name", "Acme Mail", "--primary-colour", "#112233",
+    manage("reseller", "add", "acme", "--brand-name", "Acme Mail", "--primary-colour", "#11AA33",
            "--panel-hostname", "Panel.Acme.example", "--webmail-hostname", "webmail.acme.example")  # fmt: skip
     from accounts.models import Reseller
 
     acme = Reseller.objects.get(name="acme")
     assert (acme.brand_name, acme.primary_colour, acme.panel_hostname) == (
-        "Acme Mail", "#112233", "panel.acme.example"
+        "Acme Mail", "#11aa33", "panel.acme.example"
     )  # fmt: skip
     manage("reseller", "change", "acme", "--logo-url", "https://acme.example/logo.svg",
            "--panel-hostname", "", "--disable")  # fmt: skip
@@ -225,3 +225,48 @@ def test_a_failed_command_changes_nothing(manage_py, example_org, manage):
                         "--catch-all", "nobody@example.net")  # fmt: skip
     assert failed.returncode == 1
     assert [d["domain"] for d in listing(manage, "domain", "list")] == ["example.org"]
+
+
+def test_the_mail_policy_file_sets_default_quota_and_classes(manage_py, example_org, lookup,
+                                                             tmp_path):  # fmt: skip
+    from mailstack.settings.policies import (
+        MailPolicySettings,
+        OutboundLimitSettings,
+        RecipientLimit,
+    )
+
+    policy = MailPolicySettings(
+        default_quota_mib=7,
+        outbound_limit=OutboundLimitSettings(
+            classes={"bulk": RecipientLimit(recipients=1000, window_seconds=600)}
+        ),
+    )
+    path = tmp_path / "mail-policy.json"
+    path.write_text(policy.model_dump_json())
+    env = {"MAILPANEL_MAIL_POLICY": str(path)}
+
+    added = manage_py("mailbox", "add", "erin@example.org", "--limit-class", "bulk", env=env)
+    assert added.returncode == 0, added.stderr
+    assert lookup.execute(
+        "SELECT quota_bytes FROM mail.dovecot_users WHERE username = 'erin@example.org'"
+    ).fetchone() == (7 * 1024 * 1024,)
+    other = manage_py("mailbox", "change", "erin@example.org", "--limit-class", "newsletter",
+                      env=env)  # fmt: skip
+    assert other.returncode == 1
+    assert "unknown class 'newsletter' (classes in the settings: bulk)" in other.stderr
+
+    path.write_text('{"default_quota_mib": -1}')
+    broken = manage_py("mailbox", "list", env=env)
+    assert broken.returncode != 0 and "default_quota_mib" in broken.stderr
+
+
+def test_settings_can_come_from_files(manage_py, example_org, tmp_path):
+    # MAILPANEL_X_FILE wins over MAILPANEL_X: secrets stay out of the environment.
+    name_file = tmp_path / "db-name"
+    name_file.write_text("no_such_database\n")
+    failed = manage_py("mailbox", "list", env={"MAILPANEL_DB_NAME_FILE": str(name_file)})
+    assert failed.returncode != 0
+    assert 'database "no_such_database" does not exist' in failed.stderr
+    name_file.write_text("mailstack\n")
+    listed = manage_py("mailbox", "list", env={"MAILPANEL_DB_NAME_FILE": str(name_file)})
+    assert listed.returncode == 0 and "alice@example.org" in listed.stdout

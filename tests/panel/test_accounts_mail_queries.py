@@ -55,6 +55,17 @@ def test_map_files_list_every_database_host():
     assert "hosts = 10.0.1.21:5432 10.0.1.22:5432 10.0.1.23:5432\n" in text
 
 
+def test_dovecot_config_has_a_pgsql_block_per_database_host():
+    hosts = ["10.0.1.21", "10.0.1.22", "10.0.1.23"]
+    text = render(
+        "dovecot/etc/dovecot/conf.d/auth-sql.conf.ext.j2",
+        db_hosts=hosts, db_port=5432, db_name="mailstack", db_user="mail_lookup",
+        db_password="s3cret", mail_root="/srv/mail",
+    )  # fmt: skip
+    assert re.findall(r"^pgsql (\S+) \{$", text, re.M) == hosts
+    assert text.count("    password = s3cret\n") == 3
+
+
 def test_postfix_maps(example_org, manage, postmap):
     manage("domain", "change", "example.org", "--catch-all", "bob@example.org")
     manage("forwarding", "add", "sales@example.org", "alice@example.org", "ext@peer.example")

@@ -2,13 +2,9 @@
 
 import pytest
 from django.db import IntegrityError, transaction
+from panel_postgres import MAIL_VIEWS
 
 pytestmark = pytest.mark.postgres
-
-MAIL_VIEWS = [
-    "dovecot_users", "outbound_limit_classes", "sender_logins", "spam_thresholds",
-    "virtual_aliases", "virtual_domains", "virtual_mailboxes",
-]  # fmt: skip
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """What the account commands share: sub-actions, look-ups by name, errors that name the field."""
 
+import getpass
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -98,20 +99,21 @@ def hosted_address(value: str) -> tuple[str, Domain]:
     return local, domain(name)
 
 
-def mailbox(value: str) -> Mailbox:
+def _existing(model: type[Mailbox | Forwarding], value: str) -> Mailbox | Forwarding:
     local, dom = hosted_address(value)
     try:
-        return Mailbox.objects.get(domain=dom, local_part=local)
-    except Mailbox.DoesNotExist:
-        raise field_error("address", f"{local}@{dom.name} is not a mailbox") from None
+        return model.objects.get(domain=dom, local_part=local)
+    except model.DoesNotExist:
+        what = model._meta.verbose_name
+        raise field_error("address", f"{local}@{dom.name} is not a {what}") from None
+
+
+def mailbox(value: str) -> Mailbox:
+    return _existing(Mailbox, value)
 
 
 def forwarding(value: str) -> Forwarding:
-    local, dom = hosted_address(value)
-    try:
-        return Forwarding.objects.get(domain=dom, local_part=local)
-    except Forwarding.DoesNotExist:
-        raise field_error("address", f"{local}@{dom.name} is not a forwarding") from None
+    return _existing(Forwarding, value)
 
 
 def target(value: str, field: str) -> str:
@@ -132,6 +134,11 @@ def target(value: str, field: str) -> str:
 
 
 def read_password(stdin) -> str:
-    """The password on standard input: its first line, without the line break."""
+    """The password on standard input: its first line, without the line break.
+
+    At a terminal it is asked for without echo instead.
+    """
+    if stdin.isatty():
+        return getpass.getpass("Password: ")
     line = stdin.readline()
     return line.removesuffix("\n").removesuffix("\r")

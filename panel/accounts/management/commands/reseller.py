@@ -36,6 +36,8 @@ class Command(AccountCommand):
             if value is not None:
                 if field.endswith("_hostname"):
                     value = value.strip().lower() or None
+                elif field.endswith("_colour"):
+                    value = value.strip().lower()
                 setattr(obj, field, value)
         if options["enabled"] is not None:
             obj.enabled = options["enabled"]

@@ -1,0 +1,140 @@
+"""The service's metrics in Prometheus' text format, served over HTTP for scraping."""
+
+import asyncio
+import bisect
+import logging
+
+log = logging.getLogger("mailstack.policyd")
+
+
+class Counter:
+    def __init__(self, name: str, help_text: str, labels: tuple[str, ...] = ()):
+        self.name, self.help, self.labels = name, help_text, labels
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, *label_values: str, amount: float = 1) -> None:
+        self.values[label_values] = self.values.get(label_values, 0) + amount
+
+    def get(self, *label_values: str) -> float:
+        return self.values.get(label_values, 0)
+
+    def render(self) -> list[str]:
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
+        if not self.labels and not self.values:
+            self.values[()] = 0
+        for label_values, value in sorted(self.values.items()):
+            lines.append(f"{self.name}{_labels(self.labels, label_values)} {value:g}")
+        return lines
+
+
+class Gauge(Counter):
+    def set(self, value: float) -> None:
+        self.values[()] = value
+
+    def render(self) -> list[str]:
+        lines = super().render()
+        lines[1] = f"# TYPE {self.name} gauge"
+        return lines
+
+
+class Histogram:
+    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...]):
+        self.name, self.help, self.buckets = name, help_text, buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def render(self) -> list[str]:
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+        cumulative = 0
+        for bound, count in zip(self.buckets, self.counts, strict=False):
+            cumulative += count
+            lines.append(f'{self.name}_bucket{{le="{bound:g}"}} {cumulative}')
+        lines.append(f'{self.name}_bucket{{le="+Inf"}} {self.count}')
+        lines.append(f"{self.name}_sum {self.sum:.6f}")
+        lines.append(f"{self.name}_count {self.count}")
+        return lines
+
+
+def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    if not names:
+        return ""
+    pairs = ",".join(
+        f'{n}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for n, v in zip(names, values, strict=True)
+    )
+    return "{" + pairs + "}"
+
+
+class Metrics:
+    def __init__(self):
+        self.decisions = Counter(
+            "policyd_decisions_total",
+            "Answers given, by check and result.",
+            ("check", "result"),
+        )
+        self.latency = Histogram(
+            "policyd_request_seconds",
+            "Time from a complete request to its answer.",
+            (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.store_errors = Counter(
+            "policyd_store_errors_total", "Valkey calls that failed or timed out."
+        )
+        self.account_errors = Counter(
+            "policyd_account_errors_total",
+            "Account data (limit class) lookups that failed or timed out.",
+        )
+        self.protocol_errors = Counter(
+            "policyd_protocol_errors_total",
+            "Connections closed for malformed input, by reason.",
+            ("reason",),
+        )
+        self.connections = Gauge("policyd_connections", "Open client connections.")
+        self.limit_reports = Counter(
+            "policyd_outbound_limit_reports_total",
+            "Reports of users who keep hitting the outbound limit (possibly compromised).",
+            ("user",),
+        )
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for metric in (
+            self.decisions,
+            self.latency,
+            self.store_errors,
+            self.account_errors,
+            self.protocol_errors,
+            self.connections,
+            self.limit_reports,
+        ):
+            lines += metric.render()
+        return "\n".join(lines) + "\n"
+
+    async def serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        """Answer one scrape: any GET gets the metrics; the request is read with a time limit."""
+        try:
+            async with asyncio.timeout(5):
+                request = await reader.readuntil(b"\r\n\r\n")
+            if request.startswith(b"GET "):
+                body = self.render().encode()
+                head = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                )
+            else:
+                body = b""
+                head = "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            pass
+        finally:
+            writer.close()
