@@ -1,36 +1,29 @@
-"""pyinfra entry point: applies each role to the hosts of its inventory groups, in this order.
+"""pyinfra entry point: applies each role to the hosts of its inventory group, in this order.
 
-`pyinfra inventory/lab.py deploy.py` (what `mailstack lab up --deploy` runs) or
-`pyinfra inventory/hcloud.py deploy.py`. A new role is one line below.
-
-Each role has its own line on purpose: pyinfra orders operations across hosts by the lines
-that called them, so roles included from one line in a loop would interleave.
+`pyinfra inventory/lab.py deploy.py` (what `mailstack lab up --deploy` runs) or with the Hetzner
+inventory. A new role is one line below: its file in roles/ and the groups it applies to.
 """
 
 from pyinfra import host, local
 
+ROLES = [
+    # (role file in roles/, inventory groups it applies to)
+    ("internet", {"internet"}),
+    ("loadbalancer", {"loadbalancer"}),
+    ("certificates", {"mx", "mailstore", "web"}),
+    ("db", {"db"}),
+    ("valkey", {"db"}),
+    ("venv", {"mx", "web"}),
+    ("panel", {"web"}),
+    ("dovecot", {"mailstore"}),
+    ("policyd", {"mx"}),
+    ("postfix", {"mx"}),
+    # Last: a failed ACME order fails its host after the services are in place.
+    ("acme", {"mx", "mailstore", "web"}),
+]
 
-def on(*groups: str) -> bool:
-    return bool(set(groups) & set(host.groups))
-
-
-if on("internet"):
-    local.include("roles/internet.py")
-if on("loadbalancer"):
-    local.include("roles/loadbalancer.py")
-if on("mx", "mailstore", "web"):
-    local.include("roles/certificates.py")
-if on("db"):
-    local.include("roles/db.py")
-if on("db"):
-    local.include("roles/valkey.py")
-if on("mx", "web"):
-    local.include("roles/venv.py")
-if on("web"):
-    local.include("roles/panel.py")
-if on("mailstore"):
-    local.include("roles/dovecot.py")
-if on("mx"):
-    local.include("roles/policyd.py")
-if on("mx"):
-    local.include("roles/postfix.py")
+# host.loop tells pyinfra which role an operation comes from: without it, operations on the same
+# line of different role files count as one, which merges them and can order them in a cycle.
+for role, groups in host.loop(ROLES):
+    if groups & set(host.groups):
+        local.include(f"roles/{role}.py")

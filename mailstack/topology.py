@@ -68,8 +68,10 @@ BALANCED_SERVICES: dict[str, tuple[Role, list[BalancedService]]] = {
     ),
     "http": ("web", []),
 }
-# The mail host names get their certificates by ACME http-01 on the nodes behind these.
-ACME_HTTP = BalancedService(80, False, "ACME http-01 challenges for the mail host names")
+# The mail host names get their certificates by ACME http-01 on the nodes behind these. With
+# PROXY protocol like every other port 80 forward, so one listener on a node serves them all
+# (the single profile puts mx, mailstore and web behind three balancers on one host).
+ACME_HTTP = BalancedService(80, True, "ACME http-01 challenges for the mail host names")
 # Without a Hetzner-managed certificate, HTTP and HTTPS pass through to the web nodes.
 HTTP_PASSTHROUGH = [
     BalancedService(80, True, "HTTP, redirected to HTTPS by the web nodes"),
@@ -89,6 +91,19 @@ def balanced_services(settings, purpose: str) -> tuple[Role, list[BalancedServic
     if settings.tls.mode == "acme" and settings.tls.acme.challenge == "http-01":
         services = [*services, ACME_HTTP]
     return role, list(services)
+
+
+def port80_forwards(settings, roles) -> list[BalancedService]:
+    """The port 80 services the balancers forward to a host with these roles (http-01 reaches
+    the host only through them)."""
+    return [
+        service
+        for purpose in LOAD_BALANCER_PURPOSES
+        for role, services in [balanced_services(settings, purpose)]
+        if role in roles
+        for service in services
+        if service.port == 80
+    ]
 
 
 def plan_hosts(settings) -> list[HostPlan]:

@@ -1,24 +1,76 @@
-"""A certificate for the names each host serves, in mailstack.tls's paths.
+"""The certificate each host's services read, at mailstack.tls's paths, before they start.
 
-A host starts with a self-signed certificate so its services can start before the first ACME
-order succeeds; the ACME step replaces it and renews it, reloading the services.
+With ACME (roles/acme.py obtains and renews it later in the deploy) a host starts with a
+self-signed certificate for its names, so Postfix and Dovecot can start before the first order
+succeeds. With tls.mode 'provided' the operator's files are uploaded and installed instead.
+Either way one script installs a certificate and reloads the services that use it.
 """
 
+import hashlib
+from pathlib import Path
+
 from pyinfra import host
-from pyinfra.facts.files import File
+from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import apt, files, server
 
 from mailstack import tls
 from mailstack.deploying import settings
+from mailstack.facts import UntrustedLocalCAs
 
-names = tls.certificate_names(settings(host), host.data.roles)
+config = settings(host)
+roles = host.data.roles
+names = tls.certificate_names(config, roles)
 
 apt.packages(
     name="Install OpenSSL", packages=["openssl", "ca-certificates"], update=True, cache_time=3600
 )
+# The lab places its CA here for the ACME server's API; production trusts the public web PKI.
+if host.get_fact(UntrustedLocalCAs):
+    server.shell(
+        name="Trust the local certificate authorities", commands=["update-ca-certificates"]
+    )
 files.directory(name="Create the certificate directory", path=tls.TLS_DIR, mode="755")
+files.template(
+    name="Install the script that installs certificates and reloads their services",
+    src="templates/certificates/usr/local/sbin/mailstack-install-certificate.j2",
+    dest=tls.INSTALL_SCRIPT,
+    mode="755",
+    certificate=tls.CERTIFICATE,
+    private_key=tls.PRIVATE_KEY,
+    services=tls.services_using_certificate(roles),
+    acme=config.tls.mode == "acme",
+)
 
-if names and not host.get_fact(File, path=tls.CERTIFICATE):
+if config.tls.mode == "provided":
+    provided = config.tls.provided
+    # (upload as, installed at, from, its settings field, mode)
+    uploads = [
+        ("fullchain.pem", tls.CERTIFICATE, provided.certificate_path, "certificate_path", "644"),
+        ("privkey.pem", tls.PRIVATE_KEY, provided.key_path, "key_path", "600"),
+    ]
+    for _filename, _installed, source, field, _mode in uploads:
+        if not Path(source).is_file():
+            raise SystemExit(f"tls.provided.{field}: no such file here: {source}")
+    files.directory(
+        name="Create the directory of the provided certificate", path=tls.PROVIDED_DIR, mode="700"
+    )
+    for filename, _installed, source, _field, mode in uploads:
+        files.put(
+            name=f"Upload the provided {filename}",
+            src=source,
+            dest=f"{tls.PROVIDED_DIR}/{filename}",
+            mode=mode,
+        )
+    if any(
+        host.get_fact(Sha256File, path=installed)
+        != hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        for _filename, installed, source, _field, _mode in uploads
+    ):
+        server.shell(
+            name="Install the provided certificate and reload its services",
+            commands=[f"{tls.INSTALL_SCRIPT} {tls.PROVIDED_DIR}"],
+        )
+elif names and not host.get_fact(File, path=tls.CERTIFICATE):
     subject_names = ",".join(f"DNS:{name}" for name in names)
     server.shell(
         name="Create a bootstrap certificate until ACME issues one",

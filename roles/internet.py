@@ -55,7 +55,7 @@ systemd.service(
 )
 
 # --- peer MTA ----------------------------------------------------------------------------------
-# setgid like /var/mail itself, which hands its group down.
+# 2700: the directory inherits /var/mail's setgid bit, which chmod 700 keeps.
 files.directory(name="Peer mailbox", path="/var/mail/peer", user="mail", group="mail", mode="2700")
 postfix_config = files.template(
     name="Configure the peer MTA",

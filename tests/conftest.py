@@ -1,4 +1,8 @@
-"""Fixtures every part of the suite may use."""
+"""Fixtures every part of the suite may use: a real Valkey, and the lab.
+
+The lab's fixtures (`lab`, the deployed test lab, up once per run, and `faults`) and the
+environment variables that steer them are in mailstack/lab/pytest_plugin.py.
+"""
 
 import itertools
 
@@ -6,7 +10,6 @@ import pytest
 
 from mailstack.testing.valkey import ValkeyServer
 
-# The lab's fixtures: `lab` (the deployed test lab, up once per run) and `faults`.
 pytest_plugins = ["mailstack.lab.pytest_plugin"]
 
 

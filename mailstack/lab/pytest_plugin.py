@@ -1,10 +1,13 @@
-"""pytest fixtures for tests that need lab hosts (marker `lab`).
+"""pytest fixtures for tests that need lab hosts (registered in tests/conftest.py).
 
-`lab` brings the test lab up once per run and deploys every role on it; end-to-end tests share it.
-It is named `labtest`, never the default `mailstack` that `make lab` leaves running for the user;
-lab names are machine-wide, so a second checkout testing on the same machine sets
-MAILSTACK_TEST_LAB to another name of at most 7 characters (tests derive further labs from it).
-Set MAILSTACK_KEEP_LAB=1 to leave it running after the run (the next run then starts warm).
+`lab` brings the test lab up and deploys every role once per run; tests/lab, tests/e2e and
+tests/infra (without a stack) share it, and every test using it gets the marker `lab`. The lab is
+`labtest` unless MAILSTACK_LAB names another (at most 7 characters: tests derive further labs
+from it), never the user's `make lab` lab; lab names are machine-wide, so a second checkout
+testing on the same machine picks another. The lab is removed afterwards unless
+MAILSTACK_KEEP_LAB=1 (a later run then starts warm and deploys again, which changes nothing on an
+up-to-date lab); MAILSTACK_LAB_DEPLOYED=1 uses the running lab as it is, when it was just
+deployed from this tree.
 """
 
 import os
@@ -14,7 +17,7 @@ import pytest
 from mailstack.lab.cli import deploy
 from mailstack.lab.lab import Lab
 
-TEST_LAB = os.environ.get("MAILSTACK_TEST_LAB", "labtest")
+TEST_LAB = os.environ.get("MAILSTACK_LAB") or "labtest"
 
 
 def lab_name_for_tests(suffix: str = "") -> str:
@@ -26,10 +29,15 @@ def lab_name_for_tests(suffix: str = "") -> str:
 def lab():
     """The deployed test lab, up for the whole run."""
     lab = Lab(lab_name_for_tests(), log=print)
-    lab.up()
-    deploy(lab)
+    deployed = os.environ.get("MAILSTACK_LAB_DEPLOYED") == "1"
+    if deployed:
+        lab.state()
+    else:
+        # `up` rewrites files a deploy extends (/etc/hosts), so a deploy always follows it.
+        lab.up()
+        deploy(lab)
     yield lab
-    if not os.environ.get("MAILSTACK_KEEP_LAB"):
+    if not os.environ.get("MAILSTACK_KEEP_LAB") and not deployed:
         lab.down()
 
 
@@ -42,3 +50,9 @@ def faults(lab):
     for host in stopped:
         lab.start_host(host)
     lab.wait_ready(lab.hosts(), timeout=lab.state().lab.boot_timeout_seconds)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "lab" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.lab)

@@ -1,6 +1,7 @@
 """The deployed lab as a mail user, a foreign provider and an operator see it."""
 
 import contextlib
+import ipaddress
 import shlex
 import smtplib
 import ssl
@@ -163,22 +164,31 @@ for line in lines:
 """
         return self.sh(self.internet, "python3 -", stdin=script, check=False)
 
-    def unused_client_address(self) -> str:
-        """A lab address no host has and no test used before (postscreen and greylisting
-        remember clients), for a client that exists only in a PROXY protocol header."""
-        taken = {str(address) for host in self.lab.hosts() for address in host.addresses}
-        taken |= {
-            str(self.state.gateway),
-            str(self.state.internet_address),
-            str(self.state.listed_address),
-        }
+    def _take_unused(self, candidates) -> str:
+        # postscreen and greylisting remember clients for days: never hand one out twice.
         used_file = self.lab.state_dir / "used-client-addresses"
         used = set(used_file.read_text().split()) if used_file.exists() else set()
-        candidates = [str(a) for a in self.state.subnet.hosts() if str(a) not in taken | used]
-        assert candidates, f"no unused client address left in {self.state.subnet}"
-        address = candidates[-1]
+        address = next((a for a in map(str, candidates) if a not in used), None)
+        assert address, "no unused client address left"
         used_file.write_text("\n".join(sorted(used | {address})) + "\n")
         return address
+
+    def unused_lab_address(self) -> str:
+        """A lab address no host has, for a client the internet host plays."""
+        taken = {str(address) for host in self.lab.hosts() for address in host.addresses}
+        taken |= {str(self.state.gateway), str(self.state.internet_address)}
+        taken.add(str(self.state.listed_address))
+        return self._take_unused(
+            a for a in reversed(list(self.state.subnet.hosts())) if str(a) not in taken
+        )
+
+    def proxied_client_address(self) -> str:
+        """A client that exists only in a PROXY protocol header, in a /24 of its own (greylisting
+        groups and auto-allows clients by network), from the benchmarking range 198.18.0.0/15:
+        no packet is ever sent to it."""
+        return self._take_unused(
+            ipaddress.IPv4Address("198.18.0.0") + 256 * n + 10 for n in range(512)
+        )
 
     def mx_session(self, mx: str, client: str, helo: str = "client.peer.test") -> smtplib.SMTP:
         """SMTP straight to one mx, as its load balancer would hand over `client`, past

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.lab
 
 def test_greylisting_defers_the_first_attempt_and_the_retry_passes_on_the_other_mx(platform):
     mailbox = platform.new_mailbox()
-    client = platform.unused_client_address()
+    client = platform.proxied_client_address()
     first_mx, other_mx = platform.mx_hosts()[:2]
     sender = f"news-{uuid.uuid4().hex[:6]}@{platform.peer_domain}"
 

@@ -1,7 +1,7 @@
-"""testinfra checks of deployed hosts, by role.
+"""testinfra hosts of one environment, from the inventory contract.
 
-In the suite they run against the test lab. Against a real environment:
-`MAILSTACK_STACK=production pytest tests/infra` (or MAILSTACK_INVENTORY=saved-output.json).
+MAILSTACK_STACK=<env> (or MAILSTACK_INVENTORY=<saved inventory JSON>) checks a Hetzner
+environment; without either, the lab (see tests/conftest.py) is brought up and checked.
 """
 
 import os
@@ -10,6 +10,7 @@ import pytest
 import testinfra
 
 from mailstack.inventory import Inventory, from_pulumi_stack
+from mailstack.lab.lab import REPOSITORY, SSH_OPTIONS
 
 
 @pytest.fixture(scope="session")
@@ -17,38 +18,35 @@ def inventory(request) -> Inventory:
     if os.environ.get("MAILSTACK_INVENTORY"):
         return Inventory.read(os.environ["MAILSTACK_INVENTORY"])
     if os.environ.get("MAILSTACK_STACK"):
-        return from_pulumi_stack(os.environ["MAILSTACK_STACK"])
-    lab = request.getfixturevalue("lab")
-    return Inventory.read(lab.inventory_file)
+        return from_pulumi_stack(os.environ["MAILSTACK_STACK"], cwd=REPOSITORY)
+    return request.getfixturevalue("lab").inventory()
 
 
 @pytest.fixture(scope="session")
 def hosts(inventory):
-    """Function: role -> [(inventory host, testinfra host)] for every host with that role."""
+    """role -> [(inventory host, testinfra host)]"""
 
-    def with_role(role: str):
-        found = []
-        for member in inventory.with_role(role):
-            options = (
-                "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
-            )
-            connection = testinfra.get_host(
-                f"ssh://{inventory.ssh_user}@{member.ssh_address}",
-                ssh_identity_file=inventory.ssh_key_file,
-                ssh_extra_args=options if inventory.ssh_key_file else None,
-            )
-            found.append((member, connection))
-        assert found, f"no host with role {role}"
-        return found
+    def connect(host):
+        return testinfra.get_host(
+            f"ssh://{inventory.ssh_user}@{host.ssh_address}",
+            ssh_identity_file=inventory.ssh_key_file,
+            ssh_extra_args=" ".join(SSH_OPTIONS) if inventory.ssh_key_file else None,
+            # One connection per host for all its checks.
+            controlpath=f"/tmp/mailstack-testinfra-{inventory.environment}-{host.name}",
+        )
 
-    return with_role
+    connected = {host.name: connect(host) for host in inventory.hosts}
+    return {
+        role: [(host, connected[host.name]) for host in inventory.with_role(role)]
+        for role in ("mx", "mailstore", "web", "db")
+    }
 
 
-def listening(connection) -> set[tuple[str, int]]:
-    """(address, port) of every listening TCP socket on the host."""
-    result = set()
-    for line in connection.check_output("ss -Hltn").splitlines():
-        local = line.split()[3]
-        address, _, port = local.rpartition(":")
-        result.add((address.strip("[]"), int(port)))
-    return result
+def pytest_collection_modifyitems(items):
+    # Against the lab, these checks need it like the lab tests (`-m "not lab"` skips both).
+    if os.environ.get("MAILSTACK_STACK") or os.environ.get("MAILSTACK_INVENTORY"):
+        return
+    infra = os.path.dirname(__file__)
+    for item in items:
+        if str(item.path).startswith(infra):
+            item.add_marker(pytest.mark.lab)

@@ -1,9 +1,19 @@
 """Each role's packages, services, listening ports and configuration validity."""
 
 import pytest
-from conftest import listening
 
 pytestmark = pytest.mark.lab
+
+
+def listening(connection) -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket on the host."""
+    result = set()
+    for line in connection.check_output("ss -Hltn").splitlines():
+        local = line.split()[3]
+        address, _, port = local.rpartition(":")
+        result.add((address.strip("[]"), int(port)))
+    return result
+
 
 MAIL_PORTS = {25, 465, 587}
 ACCESS_PORTS = {143, 993, 110, 995, 4190}
@@ -16,7 +26,7 @@ def public_ports(connection) -> set[int]:
 
 
 def test_mx_hosts(hosts):
-    for member, host in hosts("mx"):
+    for member, host in hosts["mx"]:
         for package in ("postfix", "postfix-pgsql"):
             assert host.package(package).is_installed, (member.name, package)
         postfix = host.service("postfix")
@@ -32,7 +42,7 @@ def test_mx_hosts(hosts):
 
 
 def test_mailstore_hosts(hosts):
-    members = hosts("mailstore")
+    members = hosts["mailstore"]
     for index, (member, host) in enumerate(members):
         for package in ("dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd", "dovecot-pgsql"):
             assert host.package(package).is_installed, (member.name, package)
@@ -52,7 +62,7 @@ def test_mailstore_hosts(hosts):
 
 
 def test_db_hosts(hosts, inventory):
-    for member, host in hosts("db"):
+    for member, host in hosts["db"]:
         assert host.package("postgresql-17").is_installed
         assert host.service("postgresql@17-main").is_running
         ports = listening(host)
@@ -69,7 +79,7 @@ def test_db_hosts(hosts, inventory):
 
 
 def test_lookup_role_reads_views_but_not_account_tables(hosts):
-    (_, mx), *_ = hosts("mx")
+    (_, mx), *_ = hosts["mx"]
     views = "/etc/postfix/sql/virtual_domains.cf"
     # Postfix's own pgsql client, as the lookup role: the view answers (found or not found).
     lookup = mx.run(f"postmap -q nonexistent.invalid pgsql:{views}")
@@ -84,7 +94,7 @@ def test_lookup_role_reads_views_but_not_account_tables(hosts):
 
 
 def test_policy_service_on_mx_hosts(hosts):
-    for member, host in hosts("mx"):
+    for member, host in hosts["mx"]:
         service = host.service("mailstack-policyd")
         assert service.is_running and service.is_enabled, member.name
         ports = listening(host)
