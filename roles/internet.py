@@ -3,6 +3,7 @@
 
 from pyinfra import host
 from pyinfra.operations import apt, files, systemd
+from pyinfra.operations.util import any_changed
 
 from mailstack.deploying import lab_pki_dir, lab_state, settings
 from mailstack.lab.zones import lab_zones
@@ -45,12 +46,12 @@ for zone in zones:
             services_domain=lab.services_domain,
         )
     )
+systemd.service(name="Run NSD", service="nsd", running=True, enabled=True)
 systemd.service(
-    name="Run NSD",
+    name="Restart NSD for its new zones",
     service="nsd",
-    running=True,
-    enabled=True,
-    restarted=any(change.changed for change in dns_files),
+    restarted=True,
+    _if=any_changed(*dns_files),
 )
 
 # --- peer MTA ----------------------------------------------------------------------------------
@@ -63,12 +64,13 @@ postfix_config = files.template(
     mode="644",
     **addresses,
 )
+systemd.service(name="Run the peer MTA", service="postfix", running=True, enabled=True)
 systemd.service(
-    name="Run Postfix",
+    name="Restart the peer MTA for its new configuration",
     service="postfix",
-    running=True,
-    enabled=True,
-    restarted=postfix_config.changed,
+    # inet_interfaces and inet_protocols take a restart.
+    restarted=True,
+    _if=any_changed(postfix_config),
 )
 
 # --- ACME --------------------------------------------------------------------------------------
@@ -97,11 +99,11 @@ pebble_unit = files.template(
     mode="644",
     **addresses,
 )
+systemd.daemon_reload(name="Load the Pebble unit", _if=any_changed(pebble_unit))
+systemd.service(name="Run Pebble", service="pebble", running=True, enabled=True)
 systemd.service(
-    name="Run Pebble",
+    name="Restart Pebble for its new configuration",
     service="pebble",
-    running=True,
-    enabled=True,
-    daemon_reload=pebble_unit.changed,
-    restarted=pebble_unit.changed or any(change.changed for change in pebble_files),
+    restarted=True,
+    _if=any_changed(pebble_unit, *pebble_files),
 )

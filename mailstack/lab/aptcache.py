@@ -5,6 +5,7 @@ instances must not share one cache directory. The cache outlives the lab under /
 next lab of that name installs packages without downloading them again.
 """
 
+import shutil
 import socket
 import subprocess
 import time
@@ -70,3 +71,7 @@ def stop(lab: str) -> None:
     group = cgroup(lab)
     group.kill()
     group.remove()
+    # A lab that never installed a package leaves no empty cache behind.
+    cache = CACHE / lab
+    if cache.is_dir() and not any(path.is_file() for path in cache.rglob("*")):
+        shutil.rmtree(cache)

@@ -26,7 +26,7 @@ from pydantic import Field
 from mailstack.inventory import Inventory, InventoryHost, LoadBalancerAddress
 from mailstack.lab import aptcache, network, pki
 from mailstack.lab.rootfs import base_image
-from mailstack.lab.settings import LabSettings, load_lab_settings
+from mailstack.lab.settings import LAB_NAME_PATTERN, LabSettings, load_lab_settings
 from mailstack.lab.system import (
     NSPAWN_RUNTIME,
     Cgroup,
@@ -34,6 +34,7 @@ from mailstack.lab.system import (
     check_preconditions,
     ensure_nspawn_runtime,
     mount_overlay,
+    raise_inotify_limit,
     release_nspawn_runtime,
     run,
     unmount,
@@ -142,7 +143,7 @@ def machine_name(lab: str, host: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    if not re.fullmatch(r"[a-z][a-z0-9]{0,10}", name):
+    if not re.fullmatch(LAB_NAME_PATTERN, name):
         raise LabError(
             f"lab name {name!r}: 1-11 lower-case letters and digits, starting with a letter "
             "(it names the bridge, msl-<name>)"
@@ -277,6 +278,7 @@ class Lab:
     def up(self) -> Inventory:
         """Create whatever is missing and start every host that is not running (idempotent)."""
         check_preconditions()
+        self._claim()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if not self.ssh_key.exists():
             run(
@@ -314,6 +316,7 @@ class Lab:
         network.apply_guard(self.name, self.bridge, state.lab.apt_cache_port)
         self.faults.apply(state)
         ensure_nspawn_runtime()
+        raise_inotify_limit()
         aptcache.start(self.name, state.gateway, state.lab.apt_cache_port, self.runtime)
         started = []
         for host in hosts:
@@ -327,6 +330,38 @@ class Lab:
         inventory = self.inventory(state)
         inventory.write(self.inventory_file)
         return inventory
+
+    @property
+    def owner_file(self) -> Path:
+        """Names the state directory of the repository that runs the lab: lab names are
+        machine-wide (bridge, cgroups, disks), state directories are per checkout."""
+        return self.runtime / "owner"
+
+    def _foreign_owner(self) -> str | None:
+        """The state directory of another checkout that runs this lab, if any."""
+        if not self.owner_file.exists():
+            return None
+        owner = self.owner_file.read_text()
+        return None if owner == str(self.state_dir) else owner
+
+    def _check_owner(self) -> None:
+        """Refuse to touch a lab another checkout runs. One whose processes are gone (machine
+        restarted, session ended) or whose checkout is gone is stale and may be taken over."""
+        owner = self._foreign_owner()
+        if owner and Path(owner).exists() and Cgroup(self.name).populated():
+            raise LabError(
+                f"lab {self.name!r} on this machine belongs to {owner} and runs: take it down "
+                "from there, or use another --name"
+            )
+
+    def _claim(self) -> None:
+        self._check_owner()
+        owner = self._foreign_owner()
+        if owner:
+            self.log(f"lab {self.name}: removing what is left of it from {owner}")
+            self._remove_from_machine()
+        self.runtime.mkdir(parents=True, exist_ok=True)
+        self.owner_file.write_text(str(self.state_dir))
 
     def _host_dir(self, host: LabHost) -> Path:
         return self.runtime / host.name
@@ -555,6 +590,12 @@ class Lab:
     def down(self) -> None:
         """Remove everything the lab created; works from whatever is left of it."""
         check_preconditions()
+        self._check_owner()
+        self._remove_from_machine()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _remove_from_machine(self) -> None:
+        """Processes, mounts, disks, links, nft tables and cgroups of the lab (not its state)."""
         machines = []
         if self.exists() and self.settings_file.exists():
             machines = [host.machine for host in self.hosts()]
@@ -580,7 +621,6 @@ class Lab:
         network.delete_tables(self.name)
         lab_group.remove()
         release_nspawn_runtime()
-        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def leftovers(self) -> list[str]:
         """Anything of this lab still on the machine (empty after `down`)."""

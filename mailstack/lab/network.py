@@ -103,8 +103,13 @@ def apply_faults(lab: str, partitions: list[tuple[str, str]], loss: dict[str, in
         f'iifname "{a}" oifname "{b}" drop\n        iifname "{b}" oifname "{a}" drop'
         for a, b in partitions
     ]
-    ingress = [f'iifname "{link}" numgen random mod 100 < {pct} drop' for link, pct in loss.items()]
-    egress = [f'oifname "{link}" numgen random mod 100 < {pct} drop' for link, pct in loss.items()]
+
+    def lossy(direction: str, link: str, percent: int) -> str:
+        share = "" if percent >= 100 else f"numgen random mod 100 < {percent} "
+        return f'{direction} "{link}" {share}drop'
+
+    ingress = [lossy("iifname", link, percent) for link, percent in loss.items()]
+    egress = [lossy("oifname", link, percent) for link, percent in loss.items()]
 
     def chain(name: str, hook: str, rules: list[str]) -> str:
         body = "\n        ".join(rules)

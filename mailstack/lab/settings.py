@@ -16,6 +16,9 @@ from mailstack.settings.stackfile import SettingsError
 
 LAB_CONFIG_KEY = "mailstack:lab"
 
+LAB_NAME_PATTERN = r"^[a-z][a-z0-9]{0,10}$"
+"""A lab's name: it names the bridge, msl-<name>, within an interface name's 15 characters."""
+
 BASE_PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -37,7 +40,7 @@ class LabSettings(Model):
 
     default_name: str = Field(
         "mailstack",
-        pattern=r"^[a-z][a-z0-9]{0,10}$",
+        pattern=LAB_NAME_PATTERN,
         description="The lab that uses the stack's own subnet (network.subnet) as it is; labs "
         "with other names get a /24 of their own from address_pool.",
     )

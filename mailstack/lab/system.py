@@ -44,8 +44,20 @@ def check_preconditions() -> None:
         )
     if "overlay" not in Path("/proc/filesystems").read_text():
         raise LabError("kernel feature missing: overlayfs (each host's root is an overlay)")
-    if unified_hierarchy() is None:
+    unified = unified_hierarchy()
+    if unified is None:
         raise LabError("kernel feature missing: no cgroup v2 hierarchy mounted")
+    # Abrupt kills and freezes need cgroup.kill (Linux 5.14) and cgroup.freeze (5.2), which
+    # only non-root cgroups show.
+    probe = unified / CGROUP_TOP
+    created = not probe.exists()
+    probe.mkdir(exist_ok=True)
+    missing = [name for name in ("cgroup.kill", "cgroup.freeze") if not (probe / name).exists()]
+    if created:
+        with contextlib.suppress(OSError):
+            probe.rmdir()
+    if missing:
+        raise LabError(f"kernel feature missing: {' and '.join(missing)} (Linux 5.14 or later)")
     result = run("nft", "list", "tables", check=False)
     if result.returncode != 0:
         raise LabError(f"kernel feature missing: nftables ({result.stderr.strip()})")
@@ -188,6 +200,17 @@ def unmount(target: Path) -> None:
             continue
         time.sleep(0.1)
     raise LabError(f"cannot unmount {target}: still busy")
+
+
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+MINIMUM_INOTIFY_INSTANCES = 4096
+
+
+def raise_inotify_limit() -> None:
+    """Every host's systemd holds inotify instances of root's; the kernel's default of 128 runs
+    out at about two labs, and path units then fail. Raised only, never lowered."""
+    if int(INOTIFY_INSTANCES.read_text()) < MINIMUM_INOTIFY_INSTANCES:
+        INOTIFY_INSTANCES.write_text(str(MINIMUM_INOTIFY_INSTANCES))
 
 
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn")

@@ -5,6 +5,7 @@ import zlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from mailstack.dnsrecords import AddressPair, PublicAddresses, plan_records, txt
 from mailstack.topology import plan_hosts, plan_load_balancers
 
 
@@ -31,53 +32,44 @@ class Zone:
         return "@" if name == self.name else name.removesuffix(f".{self.name}")
 
 
-def reverse_name(address: IPv4Address) -> str:
-    return address.reverse_pointer
-
-
 def lab_zones(settings, state) -> list[Zone]:
-    """Every zone with its records, from the (lab's effective) settings and the lab's state."""
+    """Every zone with its records, from the (lab's effective) settings and the lab's state.
+
+    The platform's own records are production's (`mailstack.dnsrecords.plan_records`), with the
+    lab's private addresses where production has public ones.
+    """
     env = settings.environment
     lab = state.lab
-    primary = env.primary_domain
-    balancers = {lb.purpose: lb.private_ip for lb in plan_load_balancers(settings)}
     hosts = plan_hosts(settings)
-    mx_addresses = [h.private_ip for h in hosts if "mx" in h.roles]
-    records: list[Record] = []
-    ptr: dict[IPv4Address, str] = {}
+    balancers = {lb.purpose: lb.private_ip for lb in plan_load_balancers(settings)}
+    addresses = PublicAddresses(
+        hosts={host.name: AddressPair(ipv4=str(host.private_ip)) for host in hosts},
+        load_balancers={
+            purpose: AddressPair(ipv4=str(address)) for purpose, address in balancers.items()
+        },
+        sending_hosts=tuple(host.name for host in hosts if "mx" in host.roles),
+    )
+    records = [
+        Record(spec.fqdn, spec.type, value)
+        for spec in plan_records(settings, {host.name: host.roles for host in hosts})
+        for value in spec.values(addresses)
+    ]
+    # Reverse DNS as Hetzner's is set: hosts by their own name, load balancers by their service.
+    ptr: dict[IPv4Address, str] = {host.private_ip: env.host_fqdn(host.name) for host in hosts}
+    for purpose, service in (("smtp", "mx"), ("mailaccess", "mail"), ("http", "panel")):
+        ptr[balancers[purpose]] = env.hostname(service)
 
-    def a(name: str, address: IPv4Address, reverse: bool = True) -> None:
+    def a(name: str, address: IPv4Address) -> None:
         records.append(Record(name, "A", str(address)))
-        if reverse:
-            ptr.setdefault(address, name)
+        ptr.setdefault(address, name)
 
-    spf_platform = " ".join(f"ip4:{address}" for address in mx_addresses)
-    for domain in env.mail_domains:
-        records.append(Record(domain, "MX", f"10 {env.hostname('mx')}."))
-        records.append(Record(domain, "TXT", f'"v=spf1 {spf_platform} {settings.dns.spf_all}"'))
-        records.append(
-            Record(f"_dmarc.{domain}", "TXT", f'"v=DMARC1; p={settings.dns.dmarc_policy}"')
-        )
-    a(env.hostname("mx"), balancers["smtp"])
-    a(env.hostname("submission"), balancers["smtp"], reverse=False)
-    a(env.hostname("mail"), balancers["mailaccess"])
-    a(env.hostname("panel"), balancers["http"])
-    a(env.hostname("webmail"), balancers["http"], reverse=False)
-    for domain in env.mail_domains:
-        a(f"mta-sts.{domain}", balancers["http"], reverse=False)
-    for host in hosts:
-        a(f"{host.name}.{primary}", host.private_ip)
-
-    a(f"ns.{lab.services_domain}", state.internet_address, reverse=False)
-    a(f"acme.{lab.services_domain}", state.internet_address, reverse=False)
+    records.append(Record(f"ns.{lab.services_domain}", "A", str(state.internet_address)))
+    records.append(Record(f"acme.{lab.services_domain}", "A", str(state.internet_address)))
 
     peer = lab.peer_domain
     records.append(Record(peer, "MX", f"10 mx.{peer}."))
-    records.append(
-        Record(
-            peer, "TXT", f'"v=spf1 ip4:{state.internet_address} ip4:{state.listed_address} -all"'
-        )
-    )
+    spf = f"v=spf1 ip4:{state.internet_address} ip4:{state.listed_address} -all"
+    records.append(Record(peer, "TXT", txt(spf)))
     a(f"mx.{peer}", state.internet_address)
     a(f"spam.{peer}", state.listed_address)
 
@@ -85,12 +77,12 @@ def lab_zones(settings, state) -> list[Zone]:
     for listed in (IPv4Address("127.0.0.2"), state.listed_address):
         name = f"{listed.reverse_pointer.removesuffix('.in-addr.arpa')}.{lab.dnsbl_zone}"
         records.append(Record(name, "A", "127.0.0.2"))
-        records.append(Record(name, "TXT", '"listed by the mailstack lab test DNSBL"'))
+        records.append(Record(name, "TXT", txt("listed by the mailstack lab test DNSBL")))
 
     reverse_zone = ".".join(reversed(str(state.subnet.network_address).split(".")[:3]))
     reverse_zone += ".in-addr.arpa"
     for address, name in sorted(ptr.items()):
-        records.append(Record(reverse_name(address), "PTR", f"{name}."))
+        records.append(Record(address.reverse_pointer, "PTR", f"{name}."))
 
     zone_names = [*env.mail_domains, lab.services_domain, peer, lab.dnsbl_zone, reverse_zone]
     zone_names = list(dict.fromkeys(zone_names))
