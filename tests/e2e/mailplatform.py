@@ -220,15 +220,9 @@ for line in lines:
             time.sleep(3)
 
     def peer_inbox(self) -> list[bytes]:
-        names = self.sh(self.internet, "ls /var/mail/peer/inbox/new /var/mail/peer/inbox/cur")
-        messages = []
-        folder = ""
-        for line in names.splitlines():
-            if line.endswith(":"):
-                folder = line[:-1]
-            elif line.strip():
-                messages.append(self.sh(self.internet, f"cat {folder}/{line}").encode())
-        return messages
+        """Every message the peer holds (none before the first delivery creates its Maildir)."""
+        names = self.sh(self.internet, "find /var/mail/peer -type f -path '*/inbox/*'")
+        return [self.sh(self.internet, f"cat {name}").encode() for name in names.split()]
 
     def wait_for_peer_message(self, marker: str, timeout: float = 60) -> bytes:
         deadline = time.monotonic() + timeout
