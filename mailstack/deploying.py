@@ -8,6 +8,9 @@ from mailstack.inventory import load_settings
 from mailstack.secrets import SecretStore
 from mailstack.topology import plan_load_balancers
 
+MAILSTORE_SASL_PORT = 12345
+"""Dovecot's auth service for Postfix's SASL, on the mailstore nodes' private addresses."""
+
 APP_ROOT = "/opt/mailstack"
 APP_SOURCE = f"{APP_ROOT}/src"
 APP_VENV = f"{APP_ROOT}/venv"

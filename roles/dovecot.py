@@ -8,14 +8,19 @@ from pyinfra import host, inventory
 from pyinfra.operations import apt, files, server, systemd
 
 from mailstack import database, tls
-from mailstack.deploying import group_hosts, load_balancer_ips, secrets, settings
+from mailstack.deploying import (
+    MAILSTORE_SASL_PORT,
+    group_hosts,
+    load_balancer_ips,
+    secrets,
+    settings,
+)
 
 config = settings(host)
 db_hosts = [member["private_ip"] for member in group_hosts(inventory, "db")]
 MAIL_ROOT = "/srv/mail"
 # Fixed, so the files on the mail volume belong to the same user on either node.
 VMAIL_UID = 5000
-SASL_PORT = 12345
 
 apt.packages(
     name="Install Dovecot",
@@ -77,7 +82,7 @@ dovecot_conf = files.template(
     tls_key=tls.PRIVATE_KEY,
     default_quota=f"{quota_mib}M" if quota_mib else "unlimited",
     quota_tempfail=config.mail.quota_exceeded == "defer",
-    sasl_port=SASL_PORT,
+    sasl_port=MAILSTORE_SASL_PORT,
     primary_domain=config.environment.primary_domain,
 )
 

@@ -10,7 +10,7 @@ from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
 from mailstack import database, tls
-from mailstack.deploying import group_hosts, secrets, settings
+from mailstack.deploying import MAILSTORE_SASL_PORT, group_hosts, secrets, settings
 
 config = settings(host)
 env = config.environment
@@ -18,7 +18,6 @@ mailstores = group_hosts(inventory, "mailstore")
 db_hosts = [member["private_ip"] for member in group_hosts(inventory, "db")]
 # Both mailstore nodes answer to one name; only the active one runs Dovecot.
 MAILSTORE_NAME = "mailstore.private"
-SASL_PORT = 12345
 SQL_TABLES = (
     "virtual_mailbox_domains",
     "virtual_mailbox_maps",
@@ -77,7 +76,7 @@ main_cf = files.template(
     message_size_limit=config.mail.message_size_limit_bytes,
     lmtp_host=MAILSTORE_NAME,
     sasl_host=MAILSTORE_NAME,
-    sasl_port=SASL_PORT,
+    sasl_port=MAILSTORE_SASL_PORT,
     dnsbl_threshold=config.mail.dnsbl_threshold,
     dnsbl_sites=dnsbl_sites,
     greylisting=config.mail.greylisting.enabled,
