@@ -33,6 +33,29 @@ def host_reaches(lab: Lab, source: str, target: str, port: int = 22, attempts: i
     return int(result.stdout.strip())
 
 
+def host_reaches_within(lab: Lab, source: str, target: str, seconds: float, port: int = 22) -> bool:
+    """Whether host `source` connects to `target` before `seconds` pass, trying again and again.
+
+    After a fault is lifted, the source's neighbour entry for the target may have failed during the
+    fault, and the first connection then waits for address resolution: a single short attempt would
+    report the link as still cut on a busy machine.
+    """
+    address = lab.host(target).address
+    script = (
+        "import socket, time\n"
+        f"deadline = time.monotonic() + {seconds}\n"
+        "while True:\n"
+        "    try:\n"
+        f"        socket.create_connection(('{address}', {port}), timeout=1).close(); print(1); break\n"
+        "    except OSError:\n"
+        "        if time.monotonic() > deadline: print(0); break\n"
+        "        time.sleep(0.2)\n"
+    )
+    result = lab.ssh(lab.host(source), f"python3 -c {shlex.quote(script)}", timeout=seconds + 60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip() == "1"
+
+
 def ssh_answers(lab: Lab, host: str, timeout: float = 4) -> bool:
     try:
         return lab.ssh(lab.host(host), "true", timeout=timeout).returncode == 0
