@@ -17,6 +17,8 @@ ROLES = [
     ("panel", {"web"}),
     ("dovecot", {"mailstore"}),
     ("policyd", {"mx"}),
+    ("clamav", {"mx"}),
+    ("rspamd", {"mx"}),
     ("postfix", {"mx"}),
     # Last: a failed ACME order fails its host after the services are in place.
     ("acme", {"mx", "mailstore", "web"}),

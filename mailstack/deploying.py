@@ -1,11 +1,10 @@
 """What pyinfra roles know about the environment they deploy, from the host's inventory data."""
 
 import hashlib
-import os
 from pathlib import Path
 
 from mailstack.inventory import load_settings
-from mailstack.secrets import SecretStore
+from mailstack.secrets import SecretStore, secret_store
 from mailstack.topology import plan_load_balancers
 
 MAILSTORE_SASL_PORT = 12345
@@ -33,11 +32,7 @@ def settings(host):
 
 def secrets(host) -> SecretStore:
     """The environment's generated secrets: beside the lab's state, or per stack elsewhere."""
-    lab_file = host.data.get("lab_file")
-    if lab_file:
-        return SecretStore(Path(lab_file).parent / "secrets.json")
-    default = Path(__file__).resolve().parents[1] / ".secrets" / f"{host.data.get('stack')}.json"
-    return SecretStore(os.environ.get("MAILSTACK_SECRETS_FILE", default))
+    return secret_store(host.data.get("stack"), host.data.get("lab_file"))
 
 
 def load_balancer_ips(host) -> list[str]:

@@ -7,9 +7,10 @@ each record carries a function from addresses to values.
 """
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from mailstack.dkim import DkimKey
 from mailstack.settings.topology import Role
 
 MTA_STS_MAX_AGE_SECONDS = 7 * 86400
@@ -101,8 +102,11 @@ def spf_text(settings, addresses: PublicAddresses) -> str:
     return " ".join(mechanisms)
 
 
-def plan_records(settings, host_roles: dict[str, tuple[Role, ...]]) -> list[RecordSpec]:
-    """Every record the platform needs, for the hosts given as {host name: roles}."""
+def plan_records(
+    settings, host_roles: dict[str, tuple[Role, ...]], dkim_keys: Sequence[DkimKey] = ()
+) -> list[RecordSpec]:
+    """Every record the platform needs, for the hosts given as {host name: roles} and the
+    mail domains' DKIM keys (`mailstack.dkim.domain_keys`)."""
     env = settings.environment
     dns = settings.dns
     zones = list(env.mail_domains)
@@ -151,10 +155,9 @@ def plan_records(settings, host_roles: dict[str, tuple[Role, ...]]) -> list[Reco
         for label, port, service in SRV_RECORDS:
             target = env.hostname(service)
             add(f"{label}.{domain}", "SRV", lambda _a, p=port, t=target: [f"0 1 {p} {t}."])
-        key = dns.dkim_keys.get(domain)
-        if key:
-            value = txt(f"v=DKIM1; k={key.algorithm}; p={key.public_key}")
-            add(f"{key.selector}._domainkey.{domain}", "TXT", lambda _a, v=value: [v])
+    for key in dkim_keys:
+        value = txt(key.record_text)
+        add(key.record_name, "TXT", lambda _a, v=value: [v])
     return specs
 
 

@@ -5,12 +5,14 @@ from pyinfra import host
 from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
-from mailstack.deploying import lab_pki_dir, lab_state, settings
+from mailstack.deploying import lab_pki_dir, lab_state, secrets, settings
+from mailstack.dkim import domain_keys
 from mailstack.lab.zones import lab_zones
 
 state = lab_state(host)
 lab = state.lab
-zones = lab_zones(settings(host), state)
+config = settings(host)
+zones = lab_zones(config, state, domain_keys(config, secrets(host)))
 addresses = {
     "address": str(state.internet_address),
     "listed_address": str(state.listed_address),
@@ -18,8 +20,8 @@ addresses = {
 }
 
 apt.packages(
-    name="Install DNS server, MTA and ACME test server",
-    packages=["nsd", "postfix", "pebble"],
+    name="Install DNS server, MTA (with a DKIM verifier) and ACME test server",
+    packages=["nsd", "postfix", "python3-dkim", "pebble"],
     update=True,
     cache_time=3600,
 )

@@ -1,15 +1,16 @@
 """Postfix on the mx hosts: postscreen and smtpd for inbound mail, submission on 587 and 465.
 
 Hosted domains, mailboxes and forwardings are SQL lookups in the panel's views; delivery is LMTP
-into Dovecot on the mailstore pair; SASL is Dovecot's auth service there. Filters (milters) and
-the policy service (greylisting, the outbound limit) are asked by smtpd on every mx host.
+into Dovecot on the mailstore pair; SASL is Dovecot's auth service there. rspamd (the milter that
+scans every message before it is accepted) and the policy service (greylisting, the outbound
+limit) are asked by smtpd on every mx host.
 """
 
 from pyinfra import host, inventory
 from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
-from mailstack import database, tls
+from mailstack import database, spamfilter, tls
 from mailstack.deploying import MAILSTORE_SASL_PORT, group_hosts, secrets, settings
 
 config = settings(host)
@@ -82,7 +83,7 @@ main_cf = files.template(
     greylisting=config.mail.greylisting.enabled,
     outbound_limit=config.mail.outbound_limit.enabled,
     policy_service=f"127.0.0.1:{config.mail.policy_service.port}",
-    milters=host.data.get("postfix_milters", []),
+    milter=spamfilter.MILTER,
     tls_certificate=tls.CERTIFICATE,
     tls_key=tls.PRIVATE_KEY,
 )

@@ -1,5 +1,6 @@
 """The whole environment: network, servers, load balancers, DNS, and the stack outputs."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -9,8 +10,10 @@ from mailstack.cloud.dns import create_records, create_zones
 from mailstack.cloud.loadbalancers import LoadBalancers
 from mailstack.cloud.network import PrivateNetwork
 from mailstack.cloud.servers import SENDING_ROLES, RoleServers
+from mailstack.dkim import DkimKey, domain_keys
 from mailstack.dnsrecords import AddressPair, PublicAddresses, RecordSpec, plan_records
 from mailstack.inventory import Inventory, InventoryHost, LoadBalancerAddress
+from mailstack.secrets import secret_store
 from mailstack.settings.stackfile import CONFIG_KEY, settings_from_mapping
 from mailstack.topology import HostPlan, LoadBalancerPlan, plan_hosts, plan_load_balancers
 
@@ -99,7 +102,7 @@ def _record_table(
     ]
 
 
-def build(settings, stack: str) -> Platform:
+def build(settings, stack: str, dkim_keys: Sequence[DkimKey] = ()) -> Platform:
     env = settings.environment.name
     labels = {"mailstack-environment": env}
     hosts = plan_hosts(settings)
@@ -112,7 +115,7 @@ def build(settings, stack: str) -> Platform:
         settings, hosts, plans, network, servers.servers, labels, list(zones.values())
     )
     addresses = _public_addresses(hosts, servers.servers, plans, balancers.balancers)
-    specs = plan_records(settings, {host.name: host.roles for host in hosts})
+    specs = plan_records(settings, {host.name: host.roles for host in hosts}, dkim_keys)
     create_records(specs, addresses, zones, pulumi.ResourceOptions())
     if settings.dns.managed_zone:
         # Records outside every managed zone must be published by the operator.
@@ -139,7 +142,8 @@ def run() -> None:
     stack = pulumi.get_stack()
     raw = pulumi.Config().require_object(CONFIG_KEY.split(":", 1)[1])
     settings = settings_from_mapping(raw, f"stacks/Pulumi.{stack}.yaml")
-    platform = build(settings, stack)
+    # The deploy signs with these keys; generating them here lets the records go out first.
+    platform = build(settings, stack, domain_keys(settings, secret_store(stack)))
     pulumi.export("inventory", platform.inventory)
     pulumi.export("load_balancers", platform.load_balancers)
     pulumi.export("dns_records", platform.dns_records)

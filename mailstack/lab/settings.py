@@ -82,6 +82,10 @@ class LabSettings(Model):
         "peer.test", description="Mail domain of the foreign provider the peer MTA plays."
     )
     dnsbl_zone: FQDN = Field("dnsbl.test", description="Zone of the lab's test DNS blacklist.")
+    listed_link_domain: FQDN = Field(
+        "listed-link.test",
+        description="A domain the lab's DNS blacklist lists, for links in spam test messages.",
+    )
     services_domain: FQDN = Field(
         "internet.test",
         description="Zone naming the internet's services: ns.<zone> (DNS), acme.<zone> (Pebble).",

@@ -2,9 +2,11 @@
 production, plus the foreign peer's domain, the test DNSBL and reverse DNS for the lab range."""
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from mailstack.dkim import DkimKey
 from mailstack.dnsrecords import AddressPair, PublicAddresses, plan_records, txt
 from mailstack.topology import plan_hosts, plan_load_balancers
 
@@ -32,8 +34,9 @@ class Zone:
         return "@" if name == self.name else name.removesuffix(f".{self.name}")
 
 
-def lab_zones(settings, state) -> list[Zone]:
-    """Every zone with its records, from the (lab's effective) settings and the lab's state.
+def lab_zones(settings, state, dkim_keys: Sequence[DkimKey] = ()) -> list[Zone]:
+    """Every zone with its records, from the (lab's effective) settings, the lab's state and the
+    mail domains' DKIM keys.
 
     The platform's own records are production's (`mailstack.dnsrecords.plan_records`), with the
     lab's private addresses where production has public ones.
@@ -51,7 +54,7 @@ def lab_zones(settings, state) -> list[Zone]:
     )
     records = [
         Record(spec.fqdn, spec.type, value)
-        for spec in plan_records(settings, {host.name: host.roles for host in hosts})
+        for spec in plan_records(settings, {host.name: host.roles for host in hosts}, dkim_keys)
         for value in spec.values(addresses)
     ]
     # Reverse DNS as Hetzner's is set: hosts by their own name, load balancers by their service.
@@ -78,6 +81,8 @@ def lab_zones(settings, state) -> list[Zone]:
         name = f"{listed.reverse_pointer.removesuffix('.in-addr.arpa')}.{lab.dnsbl_zone}"
         records.append(Record(name, "A", "127.0.0.2"))
         records.append(Record(name, "TXT", txt("listed by the mailstack lab test DNSBL")))
+    # Domain lists are asked for a link's domain under their zone.
+    records.append(Record(f"{lab.listed_link_domain}.{lab.dnsbl_zone}", "A", "127.0.0.2"))
 
     reverse_zone = ".".join(reversed(str(state.subnet.network_address).split(".")[:3]))
     reverse_zone += ".in-addr.arpa"

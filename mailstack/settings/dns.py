@@ -7,18 +7,6 @@ from pydantic import Field
 from mailstack.settings.base import Model
 
 
-class DkimPublicKey(Model):
-    """A domain's DKIM public key, as the deploy prints it after generating the key pair."""
-
-    selector: str = Field(
-        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="DKIM selector of the key."
-    )
-    public_key: str = Field(
-        pattern=r"^[A-Za-z0-9+/=]{100,}$", description="Base64 public key (the p= value)."
-    )
-    algorithm: Literal["rsa", "ed25519"] = Field("rsa", description="Key algorithm (the k= value).")
-
-
 class DnsSettings(Model):
     """Mail-related DNS policy."""
 
@@ -43,11 +31,6 @@ class DnsSettings(Model):
         None,
         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
         description="Where SMTP TLS reports (TLS-RPT) go (default: tls-reports@<domain>).",
-    )
-    dkim_keys: dict[str, DkimPublicKey] = Field(
-        default_factory=dict,
-        description="DKIM public keys per mail domain, published when the zone is managed and "
-        "listed in the dns_records output (keys are generated on the hosts by the deploy).",
     )
     mta_sts_mode: Literal["none", "testing", "enforce"] = Field(
         "enforce", description="MTA-STS policy mode published for the mail domains."

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from mailstack.dkim import domain_keys
+from mailstack.secrets import SecretStore
 from mailstack.settings import load_stack_file
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -15,9 +17,12 @@ CLOUD_STACKS = ["production", "staging"]
 
 
 @pytest.fixture(scope="module", params=CLOUD_STACKS)
-def built(request):
+def built(request, tmp_path_factory):
     settings = load_stack_file(ROOT / "stacks" / f"Pulumi.{request.param}.yaml")
-    result = build_under_mocks(settings, request.param)
+    store = SecretStore(tmp_path_factory.mktemp("secrets") / "secrets.json")
+    keys = domain_keys(settings, store)
+    result = build_under_mocks(settings, request.param, keys)
     result.settings = settings
+    result.dkim_keys = keys
     result.stack = request.param
     return result

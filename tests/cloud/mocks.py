@@ -59,7 +59,7 @@ class Built:
     dns_records: list
 
 
-def build_under_mocks(settings, stack: str) -> Built:
+def build_under_mocks(settings, stack: str, dkim_keys=()) -> Built:
     mocks = MockHetzner()
     pulumi.runtime.set_mocks(mocks, project="mailstack", stack=stack, preview=False)
     outputs: dict = {}
@@ -72,7 +72,7 @@ def build_under_mocks(settings, stack: str) -> Built:
 
     @pulumi.runtime.test
     def program():
-        platform = build(settings, stack)
+        platform = build(settings, stack, dkim_keys)
         return pulumi.Output.all(
             platform.inventory, platform.load_balancers, platform.dns_records
         ).apply(lambda values: outputs.update(zip(("inv", "lb", "dns"), values, strict=True)))

@@ -1,5 +1,6 @@
 """The Pulumi program's resources and outputs, for each example stack, under mocks."""
 
+import base64
 import ipaddress
 
 from hcloud_types import args_class, check_arguments
@@ -270,6 +271,25 @@ def test_dns_records_cover_mail_policy(built):
         assert rpt["values"][0].startswith('"v=TLSRPTv1; rua=mailto:')
         (srv,) = records(built, f"_submissions._tcp.{domain}", "SRV")
         assert srv["values"] == [f"0 1 465 {env.hostname('submission')}."]
+
+
+def test_every_mail_domain_publishes_its_dkim_key(built):
+    from cryptography.hazmat.primitives import serialization
+
+    selector = built.settings.mail.dkim.selector
+    assert sorted(k.domain for k in built.dkim_keys) == sorted(
+        built.settings.environment.mail_domains
+    )
+    for key in built.dkim_keys:
+        (record,) = records(built, f"{selector}._domainkey.{key.domain}", "TXT")
+        # Long TXT values are split into strings of at most 255 bytes.
+        strings = [s.strip('"') for s in record["values"][0].split('" "')]
+        assert all(len(s) <= 255 for s in strings)
+        text = "".join(strings)
+        assert text.startswith("v=DKIM1; k=rsa; p=")
+        private = serialization.load_pem_private_key(key.private_pem.encode(), password=None)
+        published = serialization.load_der_public_key(base64.b64decode(text.split("p=", 1)[1]))
+        assert published.public_numbers() == private.public_key().public_numbers()
 
 
 def test_records_are_published_only_in_managed_zones(built):

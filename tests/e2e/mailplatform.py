@@ -265,6 +265,44 @@ for line in lines:
             return
         raise AssertionError("postscreen kept deferring the test client")
 
+    def send_inbound(self, mail: EmailMessage, recipient: str) -> tuple[int, bytes]:
+        """One message over port 25 from the test machine, waiting out greylisting: the reply
+        to its end of DATA."""
+        sender = mail["From"].addresses[0].addr_spec
+        for _attempt in range(3):
+            with self.smtp_inbound() as session:
+                session.mail(sender)
+                code, reply = session.rcpt(recipient)
+                if code == 450 and b"reylist" in reply:
+                    time.sleep(self.settings.mail.greylisting.delay_seconds + 1)
+                    continue
+                assert code == 250, (code, reply)
+                return session.data(mail.as_bytes())
+        raise AssertionError(f"greylisting kept deferring {sender} -> {recipient}")
+
+    def scan(self, host: str, mail: bytes, client: str, user: str | None = None) -> dict:
+        """rspamd's verdict on a message, asked on an mx host as its milter would ask: score,
+        action and symbols (rspamc's JSON)."""
+        import json
+
+        command = f"rspamc -h 127.0.0.1 -j -i {shlex.quote(client)}"
+        if user:
+            command += f" --user {shlex.quote(user)}"
+        return json.loads(self.sh(host, command, stdin=mail))
+
+    def rspamc(self, host: str, *args: str, stdin: bytes | None = None) -> str:
+        command = "rspamc -h 127.0.0.1 " + " ".join(shlex.quote(a) for a in args)
+        return self.sh(host, command, stdin=stdin)
+
+    def mailbox_holds(self, mailbox: Mailbox, marker: str) -> bool:
+        import imaplib
+
+        with imaplib.IMAP4_SSL(self.access_address, 993, ssl_context=self.client_tls()) as imap:
+            imap.login(mailbox.address, mailbox.password)
+            imap.select("INBOX")
+            _, found = imap.search(None, "BODY", marker)
+            return bool(found[0])
+
     def wait_for_imap(self, mailbox: Mailbox, marker: str, timeout: float = 60) -> bytes:
         import imaplib
 

@@ -2,13 +2,15 @@
 
 import pytest
 
+from mailstack import spamfilter
+
 pytestmark = pytest.mark.lab
 
 
-def listening(connection) -> set[tuple[str, int]]:
-    """(address, port) of every listening TCP socket on the host."""
+def listening(connection, protocol: str = "t") -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket (or bound UDP socket, protocol "u")."""
     result = set()
-    for line in connection.check_output("ss -Hltn").splitlines():
+    for line in connection.check_output(f"ss -Hl{protocol}n").splitlines():
         local = line.split()[3]
         address, _, port = local.rpartition(":")
         result.add((address.strip("[]"), int(port)))
@@ -104,3 +106,30 @@ def test_policy_service_on_mx_hosts(hosts):
         assert not {10040, 9740} & public_ports(host), member.name
         config = host.file("/etc/mailstack/policyd.json")
         assert config.mode == 0o600 and config.user == "root", member.name
+
+
+def test_filters_on_mx_hosts(hosts):
+    scanner_ports = {
+        spamfilter.MILTER_PORT,
+        spamfilter.SCANNER_PORT,
+        spamfilter.CONTROLLER_PORT,
+    }
+    for member, host in hosts["mx"]:
+        for service in ("rspamd", "clamav-daemon"):
+            unit = host.service(service)
+            assert unit.is_running and unit.is_enabled, (member.name, service)
+        check = host.run("rspamadm configtest")
+        assert check.rc == 0 and check.stdout.strip() == "syntax OK", (member.name, check.stdout)
+        # The milter, scanner, controller and fuzzy storage answer this host only.
+        tcp = {(address, port) for address, port in listening(host) if port in scanner_ports}
+        assert tcp == {("127.0.0.1", port) for port in scanner_ports}, member.name
+        udp = {(a, p) for a, p in listening(host, "u") if p == spamfilter.FUZZY_PORT}
+        assert udp == {("127.0.0.1", spamfilter.FUZZY_PORT)}, member.name
+        assert host.socket(f"unix://{spamfilter.CLAMD_SOCKET}").is_listening, member.name
+        postconf = host.check_output("postconf -h smtpd_milters milter_default_action")
+        assert postconf.split() == [spamfilter.MILTER, "tempfail"], member.name
+        for key in host.file(spamfilter.DKIM_KEY_DIR).listdir():
+            key_file = host.file(f"{spamfilter.DKIM_KEY_DIR}/{key}")
+            assert key_file.mode == 0o600 and key_file.user == "_rspamd", (member.name, key)
+        redis = host.file("/etc/rspamd/local.d/redis.conf")
+        assert redis.mode == 0o640 and redis.group == "_rspamd", member.name

@@ -61,6 +61,20 @@ INVALID = [
     ("network.ip_range", "8.8.0.0/16", "network", "not a private range"),
     ("network.offsets", {"mx": 30}, "mailstack:settings", "same address"),
     ("mail.spam", {"reject_score": 5}, "mail.spam", "greater than add_header_score"),
+    (
+        "mail.spam",
+        {"uri_blocklists": [{"zone": "a.example", "score": 1}, {"zone": "a.example", "score": 2}]},
+        "mail.spam",
+        "uri_blocklists lists a zone twice",
+    ),
+    (
+        "mail.spam",
+        {"ip_blocklists": [{"zone": "a.example", "score": 0}]},
+        "mail.spam.ip_blocklists[0].score",
+        "greater than 0",
+    ),
+    ("mail.dkim", {"selector": "Bad_Selector"}, "mail.dkim.selector", "pattern"),
+    ("mail.antivirus", {"max_scan_mib": 0}, "mail.antivirus.max_scan_mib", "greater than or"),
     ("mail.greylisting", {"ipv4_prefix": 40}, "mail.greylisting.ipv4_prefix", "less than"),
     (
         "mail.outbound_limit",
@@ -121,6 +135,12 @@ def test_defaults_are_the_production_policies():
     assert (limit.default.recipients, limit.default.window_seconds) == (60, 300)
     assert settings.mail.greylisting.enabled and settings.mail.greylisting.ipv4_prefix == 24
     assert settings.dns.spf_all == "-all"
+    # Production scans with current signatures and every public source.
+    assert settings.mail.antivirus.signature_updates
+    assert settings.mail.spam.public_fuzzy and settings.mail.spam.phishing_feeds
+    assert settings.mail.antivirus.max_scan_mib * 1024 * 1024 >= (
+        settings.mail.message_size_limit_bytes
+    )
 
 
 def run_cli(*args):
