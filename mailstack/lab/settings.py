@@ -83,8 +83,11 @@ class LabSettings(Model):
     )
     dnsbl_zone: FQDN = Field("dnsbl.test", description="Zone of the lab's test DNS blacklist.")
     listed_link_domain: FQDN = Field(
-        "listed-link.test",
-        description="A domain the lab's DNS blacklist lists, for links in spam test messages.",
+        "mailstack-listed-link.com",
+        description="A domain the lab's DNS blacklist lists, for links in spam test messages. It "
+        "needs a public top-level domain (rspamd ignores links under .test) and must not be on "
+        "rspamd's list of domains never looked up (the reserved example domains are); nothing "
+        "outside the lab is ever asked about it.",
     )
     services_domain: FQDN = Field(
         "internet.test",

@@ -267,11 +267,13 @@ for line in lines:
 
     def send_inbound(self, mail: EmailMessage, recipient: str) -> tuple[int, bytes]:
         """One message over port 25 from the test machine, waiting out greylisting: the reply
-        to its end of DATA."""
+        to its end of DATA, or the first refusal before it."""
         sender = mail["From"].addresses[0].addr_spec
         for _attempt in range(3):
             with self.smtp_inbound() as session:
-                session.mail(sender)
+                code, reply = session.mail(sender)
+                if code != 250:
+                    return code, reply
                 code, reply = session.rcpt(recipient)
                 if code == 450 and b"reylist" in reply:
                     time.sleep(self.settings.mail.greylisting.delay_seconds + 1)

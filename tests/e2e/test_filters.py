@@ -154,7 +154,7 @@ def test_link_to_a_listed_domain_adds_the_uri_blocklist_score(platform):
     client = platform.proxied_client_address()
     listed = platform.state.lab.listed_link_domain
     rule = next(r for r in platform_rules(platform) if r.kind == "uri")
-    plain = message("offer", "See http://www.example.test/offer", "bob@peer.test", "x@y.test")
+    plain = message("offer", "See http://www.example.com/offer", "bob@peer.test", "x@y.test")
     linked = message("offer", f"See http://www.{listed}/offer", "bob@peer.test", "x@y.test")
     before, after = (platform.scan(mx, m.as_bytes(), client) for m in (plain, linked))
     assert rule.symbol not in symbols(before)
@@ -169,8 +169,8 @@ def test_client_on_the_ip_blocklist_gets_its_score(platform):
     unlisted = platform.scan(mx, mail, platform.proxied_client_address())
     listed = platform.scan(mx, mail, str(platform.state.listed_address))
     assert rule.symbol not in symbols(unlisted)
-    assert rule.symbol in symbols(listed)
-    assert listed["score"] > unlisted["score"]
+    # (The two clients differ in reverse DNS too, so only the list's own points are compared.)
+    assert listed["symbols"][rule.symbol]["score"] == pytest.approx(rule.score)
 
 
 def test_phishing_link_is_recognised(platform):
@@ -186,7 +186,7 @@ def test_phishing_link_is_recognised(platform):
         return mail.as_bytes()
 
     honest = platform.scan(mx, html("https://www.paypal.com/signin"), client)
-    phishing = platform.scan(mx, html("http://login.evil-host.test/paypal"), client)
+    phishing = platform.scan(mx, html("http://login.evil-host.example.org/paypal"), client)
     assert "PHISHING" not in symbols(honest)
     assert "PHISHING" in symbols(phishing)
     assert phishing["score"] > honest["score"]
@@ -216,7 +216,8 @@ def test_specimen_learned_on_one_mx_is_known_on_every_mx(platform):
     assert "MAILSTACK_FUZZY_DENIED" not in symbols(before)
     platform.rspamc(first, "-f", "1", "-w", "10", "fuzzy_add", stdin=learned)
     for mx in [first, *others]:
-        deadline = time.monotonic() + 30
+        # The storage writes learned hashes every 10 s.
+        deadline = time.monotonic() + 40
         while "MAILSTACK_FUZZY_DENIED" not in symbols(after := platform.scan(mx, copy, client)):
             assert time.monotonic() < deadline, (mx, after)
             time.sleep(2)
@@ -227,8 +228,6 @@ def test_bayes_classifies_after_training_on_a_generated_corpus(platform):
     first, *others = platform.mx_hosts()
     client = platform.proxied_client_address()
     seed = uuid.uuid4().int
-    probe = message("deal", prose(SPAM_WORDS, 150, seed), "bob@peer.test", "x@y.test")
-    before = platform.scan(others[0] if others else first, probe.as_bytes(), client)
     learns = platform.settings.mail.spam.bayes_min_learns + 2
     for index in range(learns):
         for command, words in (("learn_spam", SPAM_WORDS), ("learn_ham", HAM_WORDS)):
@@ -240,9 +239,14 @@ def test_bayes_classifies_after_training_on_a_generated_corpus(platform):
             )
             platform.rspamc(first, command, stdin=mail.as_bytes())
     # The statistics live in the shared Valkey: the other mx classifies with them.
-    after = platform.scan(others[0] if others else first, probe.as_bytes(), client)
-    assert "BAYES_SPAM" in symbols(after), after["symbols"].keys()
-    assert after["score"] > before["score"]
+    judge = others[0] if others else first
+    spam = message("deal", prose(SPAM_WORDS, 150, seed), "bob@peer.test", "x@y.test")
+    ham = message("agenda", prose(HAM_WORDS, 150, seed), "bob@peer.test", "x@y.test")
+    spam_verdict = platform.scan(judge, spam.as_bytes(), client)
+    ham_verdict = platform.scan(judge, ham.as_bytes(), client)
+    assert spam_verdict["symbols"]["BAYES_SPAM"]["score"] > 0, spam_verdict["symbols"].keys()
+    assert ham_verdict["symbols"]["BAYES_HAM"]["score"] < 0, ham_verdict["symbols"].keys()
+    assert "BAYES_SPAM" not in symbols(ham_verdict)
 
 
 # --- outbound ------------------------------------------------------------------------------------
@@ -316,6 +320,8 @@ def test_scanner_down_defers_and_the_peers_retry_is_delivered(platform, units):
     for mx in platform.mx_hosts():
         platform.sh(mx, f"systemctl stop {stopped}")
     try:
+        # Postfix asks rspamd from the start of the session (so without rspamd the client is
+        # told to retry at MAIL FROM) and ClamAV's answer at the end of DATA.
         code, reply = platform.send_inbound(
             message("while down", tag, "frank@peer.test", mailbox.address), mailbox.address
         )

@@ -71,7 +71,7 @@ def test_zones_hold_what_the_platform_and_the_tests_need():
     assert records[("251.1.77.10.dnsbl.test", "A")] == "127.0.0.2"
     assert records[("2.0.0.127.dnsbl.test", "A")] == "127.0.0.2"
     assert ("250.1.77.10.dnsbl.test", "A") not in records
-    assert records[("listed-link.test.dnsbl.test", "A")] == "127.0.0.2"
+    assert records[("mailstack-listed-link.com.dnsbl.test", "A")] == "127.0.0.2"
     assert records[("mx.peer.test", "A")] == "10.77.1.250"
     assert records[("10.1.77.10.in-addr.arpa", "PTR")] == "lab-mx1.mailstack.test."
     for zone in zones.values():

@@ -1,0 +1,232 @@
+"""The whole inbound pipeline against the same Postfix without its milter, in the lab.
+
+`make bench` (marker `benchmark`) on the test lab (`MAILSTACK_LAB`, deployed once per run like
+the lab tests; MAILSTACK_LAB_DEPLOYED=1 takes a running lab as it is). Messages go over port 25
+straight to one mx, as its balancer hands them over (PROXY protocol), to one mailbox; the rate
+counts messages accepted and delivered into the mailbox (IMAP shows them). Slices alternate
+between the two legs on the same hosts:
+
+- *full*: postscreen, policy service, rspamd with ClamAV, LMTP into Dovecot, as deployed;
+- *bare*: the same, with `smtpd_milters` empty (the scan left out), set with postconf and
+  reloaded; main.cf is put back byte for byte afterwards.
+
+Where the time goes: the client's wait for the reply to its end of DATA (the scan happens
+there), rspamd's own time per message (its log), clamd's time for the same message alone
+(clamdscan), and Postfix's delays a/b/c/d of each delivery (before the queue manager, in it,
+connection set-up, LMTP transmission). Results go to /var/cache/mailstack/benchmarks/ and
+docs/benchmarks.md, section "Filter pipeline".
+"""
+
+import concurrent.futures
+import imaplib
+import os
+import random
+import re
+import statistics
+import sys
+import time
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from mailstack import spamfilter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+from mailplatform import Platform, ProxiedSMTP
+
+pytestmark = pytest.mark.benchmark
+
+RESULTS = Path("/var/cache/mailstack/benchmarks")
+CONNECTIONS = 4
+MESSAGES_PER_SLICE = 80
+SLICES_PER_LEG = 3
+PROSE = (
+    "the quarterly figures attached show revenue growth across regions while costs stayed "
+    "flat please review the draft before our meeting on thursday and send comments to the team"
+)
+
+
+def bench_message(sender: str, recipient: str, run: str, index: int) -> EmailMessage:
+    """About 20 KiB: a text body and a binary attachment, like business mail."""
+    chooser = random.Random(f"{run}-{index}")
+    words = PROSE.split()
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = recipient
+    mail["Subject"] = f"figures {index}"
+    mail["Date"] = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+    mail["Message-ID"] = f"<bench-{run}-{index}@peer.test>"
+    mail.set_content(" ".join(chooser.choice(words) for _ in range(500)))
+    mail.add_attachment(
+        chooser.randbytes(12 * 1024), maintype="application", subtype="pdf", filename="q3.pdf"
+    )
+    return mail
+
+
+def imap_count(platform: Platform, mailbox) -> int:
+    with imaplib.IMAP4_SSL(platform.access_address, 993, ssl_context=platform.client_tls()) as imap:
+        imap.login(mailbox.address, mailbox.password)
+        _, data = imap.status("INBOX", "(MESSAGES)")
+        return int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
+
+
+def send_slice(platform, address, client, sender, mailbox, messages) -> list[float]:
+    """Send over CONNECTIONS sessions at once; each message's wait for its end-of-DATA reply."""
+    shares = [messages[i::CONNECTIONS] for i in range(CONNECTIONS)]
+
+    def session(share):
+        waits = []
+        smtp = ProxiedSMTP(client, timeout=120)
+        smtp.connect(address, 25)
+        smtp.ehlo("bench.peer.test")
+        for mail in share:
+            smtp.mail(sender)
+            code, reply = smtp.rcpt(mailbox.address)
+            assert code == 250, (code, reply)
+            start = time.monotonic()
+            code, reply = smtp.data(mail.as_bytes())
+            waits.append(time.monotonic() - start)
+            assert code == 250, (code, reply)
+        smtp.quit()
+        return waits
+
+    with concurrent.futures.ThreadPoolExecutor(CONNECTIONS) as pool:
+        return [wait for waits in pool.map(session, shares) for wait in waits]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def postfix_delays(platform, mx: str, since: str, run: str) -> dict[str, list[float]]:
+    """Postfix's delays=a/b/c/d of each delivery of this run's messages."""
+    log = platform.sh(mx, f"journalctl -u postfix -o cat --no-pager --since '{since}'")
+    queue_ids = set(re.findall(rf"(\w+): message-id=<bench-{run}-", log))
+    found: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": []}
+    for line in log.splitlines():
+        match = re.search(r"(\w+): to=.* delays=([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+)", line)
+        if match and match.group(1) in queue_ids and "status=sent" in line:
+            for key, value in zip("abcd", match.groups()[1:], strict=True):
+                found[key].append(float(value))
+    return found
+
+
+def rspamd_times(platform, mx: str, run: str) -> list[float]:
+    """rspamd's own time per message of this run (milliseconds, from its log)."""
+    log = platform.sh(mx, f"grep -h 'bench-{run}-' /var/log/rspamd/rspamd.log", check=False)
+    return [float(t) for t in re.findall(r"time: ([\d.]+)ms", log)]
+
+
+CLAMD_PROBE = """
+import subprocess, sys, time
+times = []
+for _ in range({count}):
+    start = time.monotonic()
+    subprocess.run(["clamdscan", "--no-summary", "--stream", "{path}"], check=True,
+                   stdout=subprocess.DEVNULL)
+    times.append((time.monotonic() - start) * 1000)
+times.sort()
+print(times[len(times) // 2])
+"""
+
+
+def clamd_time(platform, mx: str, mail: EmailMessage) -> float:
+    """Median milliseconds for clamdscan to have clamd scan the message (process start included)."""
+    path = "/tmp/bench-message.eml"
+    platform.sh(mx, f"cat > {path}", stdin=mail.as_bytes())
+    out = platform.sh(mx, "python3 -", stdin=CLAMD_PROBE.format(count=15, path=path))
+    return float(out.strip())
+
+
+def set_milter(platform, mx: str, on: bool) -> None:
+    value = spamfilter.MILTER if on else ""
+    platform.sh(mx, f"postconf -e 'smtpd_milters = {value}' && postfix reload")
+    # Running smtpd processes keep the old setting until they exit; reload replaces them.
+    time.sleep(2)
+
+
+def test_filter_pipeline_against_bare_postfix(lab):
+    platform = Platform(lab)
+    mx = platform.mx_hosts()[0]
+    address = str(platform.inventory.host(mx).private_ip)
+    client = platform.proxied_client_address()
+    sender = f"bench-{uuid.uuid4().hex[:6]}@{platform.peer_domain}"
+    mailbox = platform.new_mailbox()
+    run = uuid.uuid4().hex[:8]
+
+    # Past postscreen and greylisting once, so every measured message meets only the pipeline.
+    session = platform.mx_session(mx, client)
+    session.mail(sender)
+    session.rcpt(mailbox.address)
+    session.quit()
+    time.sleep(platform.settings.mail.greylisting.delay_seconds + 1)
+
+    platform.sh(mx, "cp -p /etc/postfix/main.cf /etc/postfix/main.cf.bench")
+    since = platform.sh(mx, "date -u '+%Y-%m-%d %H:%M:%S'").strip()
+    results = {"full": {"rates": [], "waits": []}, "bare": {"rates": [], "waits": []}}
+    index = 0
+    try:
+        for slice_number in range(2 * SLICES_PER_LEG):
+            leg = "bare" if slice_number % 2 == 0 else "full"
+            set_milter(platform, mx, on=leg == "full")
+            messages = [
+                bench_message(sender, mailbox.address, f"{run}-{leg}", index + i)
+                for i in range(MESSAGES_PER_SLICE)
+            ]
+            index += MESSAGES_PER_SLICE
+            expected = imap_count(platform, mailbox) + MESSAGES_PER_SLICE
+            start = time.monotonic()
+            results[leg]["waits"] += send_slice(
+                platform, address, client, sender, mailbox, messages
+            )
+            while imap_count(platform, mailbox) < expected:
+                assert time.monotonic() - start < 600, "deliveries stalled"
+                time.sleep(0.2)
+            results[leg]["rates"].append(MESSAGES_PER_SLICE / (time.monotonic() - start))
+    finally:
+        platform.sh(mx, "mv /etc/postfix/main.cf.bench /etc/postfix/main.cf && postfix reload")
+
+    sample = bench_message(sender, mailbox.address, run, 0)
+    scan_ms = rspamd_times(platform, mx, f"{run}-full")
+    clamd_ms = clamd_time(platform, mx, sample)
+    delays = {leg: postfix_delays(platform, mx, since, f"{run}-{leg}") for leg in results}
+
+    lines = [
+        f"{MESSAGES_PER_SLICE} messages of ~{len(sample.as_bytes()) // 1024} KiB per slice over "
+        f"{CONNECTIONS} connections to {mx}, {SLICES_PER_LEG} slices per leg, alternating; "
+        f"load average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)",
+        "",
+        "| leg | msgs/s (median of slices) | end-of-DATA wait p50 / p90 ms "
+        "| Postfix delays a / b / c / d ms (median) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for leg, result in results.items():
+        waits = [w * 1000 for w in result["waits"]]
+        medians = " / ".join(
+            f"{statistics.median(delays[leg][k]) * 1000:.0f}" if delays[leg][k] else "-"
+            for k in "abcd"
+        )
+        lines.append(
+            f"| {leg} | {statistics.median(result['rates']):.1f} | "
+            f"{percentile(waits, 0.5):.0f} / {percentile(waits, 0.9):.0f} | {medians} |"
+        )
+    ratio = statistics.median(results["full"]["rates"]) / statistics.median(
+        results["bare"]["rates"]
+    )
+    lines += [
+        "",
+        f"full / bare throughput: {ratio:.2f}",
+        f"rspamd time per message (its log), median: "
+        f"{statistics.median(scan_ms):.1f} ms over {len(scan_ms)} messages"
+        if scan_ms
+        else "rspamd time per message: not found in its log",
+        f"clamd scan of one such message alone (clamdscan --stream), median: {clamd_ms:.0f} ms",
+    ]
+    report = "\n".join(lines) + "\n"
+    print("\n" + report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (RESULTS / f"filters-{stamp}.md").write_text(report)
