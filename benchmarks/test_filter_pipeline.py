@@ -2,8 +2,8 @@
 
 `make bench` (marker `benchmark`) on the test lab (`MAILSTACK_LAB`, deployed once per run like
 the lab tests; MAILSTACK_LAB_DEPLOYED=1 takes a running lab as it is). Messages go over port 25
-straight to one mx, as its balancer hands them over (PROXY protocol), to one mailbox; the rate
-counts messages accepted and delivered into the mailbox (IMAP shows them). Slices alternate
+straight to one mx, as its balancer hands them over (PROXY protocol), spread over a few
+mailboxes; the rate counts messages accepted and delivered into the mailboxes (IMAP shows them). Slices alternate
 between the two legs on the same hosts:
 
 - *full*: postscreen, policy service, rspamd with ClamAV, LMTP into Dovecot, as deployed;
@@ -40,6 +40,7 @@ pytestmark = pytest.mark.benchmark
 
 RESULTS = Path("/var/cache/mailstack/benchmarks")
 CONNECTIONS = 4
+MAILBOXES = 8
 MESSAGES_PER_SLICE = 80
 SLICES_PER_LEG = 3
 PROSE = (
@@ -65,14 +66,18 @@ def bench_message(sender: str, recipient: str, run: str, index: int) -> EmailMes
     return mail
 
 
-def imap_count(platform: Platform, mailbox) -> int:
-    with imaplib.IMAP4_SSL(platform.access_address, 993, ssl_context=platform.client_tls()) as imap:
-        imap.login(mailbox.address, mailbox.password)
-        _, data = imap.status("INBOX", "(MESSAGES)")
-        return int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
+def imap_count(platform: Platform, mailboxes) -> int:
+    total = 0
+    for mailbox in mailboxes:
+        context = platform.client_tls()
+        with imaplib.IMAP4_SSL(platform.access_address, 993, ssl_context=context) as imap:
+            imap.login(mailbox.address, mailbox.password)
+            _, data = imap.status("INBOX", "(MESSAGES)")
+            total += int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
+    return total
 
 
-def send_slice(platform, address, client, sender, mailbox, messages) -> list[float]:
+def send_slice(platform, address, client, sender, messages) -> list[float]:
     """Send over CONNECTIONS sessions at once; each message's wait for its end-of-DATA reply."""
     shares = [messages[i::CONNECTIONS] for i in range(CONNECTIONS)]
 
@@ -83,7 +88,7 @@ def send_slice(platform, address, client, sender, mailbox, messages) -> list[flo
         smtp.ehlo("bench.peer.test")
         for mail in share:
             smtp.mail(sender)
-            code, reply = smtp.rcpt(mailbox.address)
+            code, reply = smtp.rcpt(mail["To"])
             assert code == 250, (code, reply)
             start = time.monotonic()
             code, reply = smtp.data(mail.as_bytes())
@@ -154,13 +159,14 @@ def test_filter_pipeline_against_bare_postfix(lab):
     address = str(platform.inventory.host(mx).private_ip)
     client = platform.proxied_client_address()
     sender = f"bench-{uuid.uuid4().hex[:6]}@{platform.peer_domain}"
-    mailbox = platform.new_mailbox()
+    mailboxes = [platform.new_mailbox() for _ in range(MAILBOXES)]
     run = uuid.uuid4().hex[:8]
 
     # Past postscreen and greylisting once, so every measured message meets only the pipeline.
     session = platform.mx_session(mx, client)
     session.mail(sender)
-    session.rcpt(mailbox.address)
+    for mailbox in mailboxes:
+        session.rcpt(mailbox.address)
     session.quit()
     time.sleep(platform.settings.mail.greylisting.delay_seconds + 1)
 
@@ -173,30 +179,29 @@ def test_filter_pipeline_against_bare_postfix(lab):
             leg = "bare" if slice_number % 2 == 0 else "full"
             set_milter(platform, mx, on=leg == "full")
             messages = [
-                bench_message(sender, mailbox.address, f"{run}-{leg}", index + i)
+                bench_message(sender, mailboxes[i % MAILBOXES].address, f"{run}-{leg}", index + i)
                 for i in range(MESSAGES_PER_SLICE)
             ]
             index += MESSAGES_PER_SLICE
-            expected = imap_count(platform, mailbox) + MESSAGES_PER_SLICE
+            expected = imap_count(platform, mailboxes) + MESSAGES_PER_SLICE
             start = time.monotonic()
-            results[leg]["waits"] += send_slice(
-                platform, address, client, sender, mailbox, messages
-            )
-            while imap_count(platform, mailbox) < expected:
+            results[leg]["waits"] += send_slice(platform, address, client, sender, messages)
+            while imap_count(platform, mailboxes) < expected:
                 assert time.monotonic() - start < 600, "deliveries stalled"
                 time.sleep(0.2)
             results[leg]["rates"].append(MESSAGES_PER_SLICE / (time.monotonic() - start))
     finally:
         platform.sh(mx, "mv /etc/postfix/main.cf.bench /etc/postfix/main.cf && postfix reload")
 
-    sample = bench_message(sender, mailbox.address, run, 0)
+    sample = bench_message(sender, mailboxes[0].address, run, 0)
     scan_ms = rspamd_times(platform, mx, f"{run}-full")
     clamd_ms = clamd_time(platform, mx, sample)
     delays = {leg: postfix_delays(platform, mx, since, f"{run}-{leg}") for leg in results}
 
     lines = [
-        f"{MESSAGES_PER_SLICE} messages of ~{len(sample.as_bytes()) // 1024} KiB per slice over "
-        f"{CONNECTIONS} connections to {mx}, {SLICES_PER_LEG} slices per leg, alternating; "
+        f"{MESSAGES_PER_SLICE} messages of ~{len(sample.as_bytes()) // 1024} KiB per slice to "
+        f"{MAILBOXES} mailboxes over {CONNECTIONS} connections to {mx}, {SLICES_PER_LEG} slices "
+        "per leg, alternating; "
         f"load average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)",
         "",
         "| leg | msgs/s (median of slices) | end-of-DATA wait p50 / p90 ms "

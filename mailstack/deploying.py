@@ -10,6 +10,9 @@ from mailstack.topology import plan_load_balancers
 MAILSTORE_SASL_PORT = 12345
 """Dovecot's auth service for Postfix's SASL, on the mailstore nodes' private addresses."""
 
+LMTP_USER_CONCURRENCY = 10
+"""Deliveries Dovecot takes at once for one mailbox (more get 451); the mx hosts share them."""
+
 APP_ROOT = "/opt/mailstack"
 APP_SOURCE = f"{APP_ROOT}/src"
 APP_VENV = f"{APP_ROOT}/venv"

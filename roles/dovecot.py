@@ -9,6 +9,7 @@ from pyinfra.operations import apt, files, server, systemd
 
 from mailstack import database, tls
 from mailstack.deploying import (
+    LMTP_USER_CONCURRENCY,
     MAILSTORE_SASL_PORT,
     group_hosts,
     load_balancer_ips,
@@ -83,6 +84,7 @@ dovecot_conf = files.template(
     default_quota=f"{quota_mib}M" if quota_mib else "unlimited",
     quota_tempfail=config.mail.quota_exceeded == "defer",
     sasl_port=MAILSTORE_SASL_PORT,
+    lmtp_user_concurrency=LMTP_USER_CONCURRENCY,
     primary_domain=config.environment.primary_domain,
 )
 

@@ -11,7 +11,13 @@ from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
 from mailstack import database, spamfilter, tls
-from mailstack.deploying import MAILSTORE_SASL_PORT, group_hosts, secrets, settings
+from mailstack.deploying import (
+    LMTP_USER_CONCURRENCY,
+    MAILSTORE_SASL_PORT,
+    group_hosts,
+    secrets,
+    settings,
+)
 
 config = settings(host)
 env = config.environment
@@ -76,6 +82,7 @@ main_cf = files.template(
     inet_protocols="all" if host.data.get("public_ipv6") else "ipv4",
     message_size_limit=config.mail.message_size_limit_bytes,
     lmtp_host=MAILSTORE_NAME,
+    lmtp_user_concurrency=max(1, LMTP_USER_CONCURRENCY // len(group_hosts(inventory, "mx"))),
     sasl_host=MAILSTORE_NAME,
     sasl_port=MAILSTORE_SASL_PORT,
     dnsbl_threshold=config.mail.dnsbl_threshold,

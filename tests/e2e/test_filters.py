@@ -160,6 +160,9 @@ def test_link_to_a_listed_domain_adds_the_uri_blocklist_score(platform):
     assert rule.symbol not in symbols(before)
     assert rule.symbol in symbols(after)
     assert after["score"] - before["score"] == pytest.approx(rule.score, abs=0.5)
+    # Users' own mail is checked too: a compromised account sending spam links is caught.
+    sent = platform.scan(mx, linked.as_bytes(), client, user=f"user@{platform.domain}")
+    assert rule.symbol in symbols(sent)
 
 
 def test_client_on_the_ip_blocklist_gets_its_score(platform):
@@ -171,6 +174,9 @@ def test_client_on_the_ip_blocklist_gets_its_score(platform):
     assert rule.symbol not in symbols(unlisted)
     # (The two clients differ in reverse DNS too, so only the list's own points are compared.)
     assert listed["symbols"][rule.symbol]["score"] == pytest.approx(rule.score)
+    # A user submitting from a listed address (a hotel network, say) is not penalised for it.
+    user = platform.scan(mx, mail, str(platform.state.listed_address), user=f"u@{platform.domain}")
+    assert rule.symbol not in symbols(user)
 
 
 def test_phishing_link_is_recognised(platform):

@@ -253,3 +253,45 @@ def test_mailbox_over_quota_defers_and_loses_nothing(platform):
     # Dovecot caches the old quota for auth_cache_ttl (1 minute).
     assert tag.encode() in platform.wait_for_imap(mailbox, tag, timeout=150)
     assert mailbox.address not in platform.mx_queue()
+
+
+def test_a_burst_to_one_mailbox_is_delivered_without_deferrals(platform):
+    """Dovecot takes a limited number of deliveries for one mailbox at once and answers 451 to
+    more; the mx hosts keep below it, so a burst waits in the queue for seconds, not minutes."""
+    mailbox = platform.new_mailbox()
+    mx = platform.mx_hosts()[0]
+    client = platform.proxied_client_address()
+    sender = f"burst-{uuid.uuid4().hex[:6]}@{platform.peer_domain}"
+    tag = marker()
+    # The burst is queued while deliveries wait, then released at once, as after a backlog.
+    platform.sh(mx, "cp -p /etc/postfix/main.cf /etc/postfix/main.cf.test")
+    platform.sh(mx, "postconf -e defer_transports=lmtp && postfix reload")
+    try:
+        session = platform.mx_session(mx, client)
+        session.mail(sender)
+        session.rcpt(mailbox.address)  # greylisted once
+        session.quit()
+        time.sleep(platform.settings.mail.greylisting.delay_seconds + 1)
+        session = platform.mx_session(mx, client)
+        # Large enough that deliveries overlap.
+        filler = "a line of a long report\n" * 20000
+        for index in range(40):
+            mail = message("burst", f"{tag} {index}\n{filler}", sender, mailbox.address)
+            session.sendmail(sender, [mailbox.address], mail.as_bytes())
+        session.quit()
+    finally:
+        platform.sh(mx, "mv /etc/postfix/main.cf.test /etc/postfix/main.cf && postfix reload")
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() - 1))
+    platform.sh(mx, "postqueue -f")
+    deadline = time.monotonic() + 60
+    while True:
+        with imaplib.IMAP4_SSL(
+            platform.access_address, 993, ssl_context=platform.client_tls()
+        ) as imap:
+            imap.login(mailbox.address, mailbox.password)
+            _, data = imap.status("INBOX", "(MESSAGES)")
+        if b"MESSAGES 40" in data[0]:
+            break
+        assert time.monotonic() < deadline, (data, platform.mx_queue())
+        time.sleep(1)
+    assert "Too many concurrent deliveries" not in platform.mx_log(since)
