@@ -305,6 +305,26 @@ for line in lines:
             _, found = imap.search(None, "BODY", marker)
             return bool(found[0])
 
+    @contextlib.contextmanager
+    def submission(self, mailbox: Mailbox, port: int = 587):
+        """A logged-in submission session through the balancer: implicit TLS on 465, STARTTLS on
+        587 (which must not offer AUTH before it)."""
+        context = self.client_tls()
+        if port == 465:
+            session = smtplib.SMTP_SSL(self.smtp_address, 465, context=context, timeout=60)
+        else:
+            session = smtplib.SMTP(self.smtp_address, 587, timeout=60)
+            session.ehlo("laptop.example")
+            assert not session.has_extn("auth"), "AUTH offered before TLS"
+            session.starttls(context=context)
+        session.ehlo("laptop.example")
+        session.login(mailbox.address, mailbox.password)
+        try:
+            yield session
+        finally:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                session.quit()
+
     def wait_for_imap(self, mailbox: Mailbox, marker: str, timeout: float = 60) -> bytes:
         import imaplib
 

@@ -258,19 +258,13 @@ def test_bayes_classifies_after_training_on_a_generated_corpus(platform):
 # --- outbound ------------------------------------------------------------------------------------
 
 
-def submit(platform, mailbox, mail: EmailMessage) -> None:
-    with smtplib.SMTP(platform.smtp_address, 587, timeout=60) as session:
-        session.starttls(context=platform.client_tls())
-        session.login(mailbox.address, mailbox.password)
-        session.send_message(mail)
-
-
 def test_submission_is_dkim_signed_and_the_peer_verifies_it(platform):
     mailbox = platform.new_mailbox()
     tag = marker()
-    submit(
-        platform, mailbox, message("signed", tag, mailbox.address, f"dave@{platform.peer_domain}")
-    )
+    with platform.submission(mailbox) as session:
+        session.send_message(
+            message("signed", tag, mailbox.address, f"dave@{platform.peer_domain}")
+        )
     delivered = platform.wait_for_peer_message(tag)
     selector = platform.settings.mail.dkim.selector
     assert f"d={platform.domain}".encode() in delivered and f"s={selector}".encode() in delivered
@@ -299,8 +293,8 @@ def test_outbound_spam_and_viruses_are_refused(platform, payload):
         mail = message("out", f"{tag}\n{GTUBE}\n", mailbox.address, recipient)
     else:
         mail = with_attachment(message("out", tag, mailbox.address, recipient), EICAR, "a.com")
-    with pytest.raises(smtplib.SMTPDataError) as refused:
-        submit(platform, mailbox, mail)
+    with pytest.raises(smtplib.SMTPDataError) as refused, platform.submission(mailbox) as session:
+        session.send_message(mail)
     assert refused.value.smtp_code == 554 and b"5.7.1" in refused.value.smtp_error
     assert tag not in platform.mx_queue()
 

@@ -138,22 +138,10 @@ def test_dnsbl_listed_client_is_refused(platform):
 
 
 def submit(platform, port: int, mailbox, sender: str, recipient: str, body: str):
-    context = platform.client_tls()
-    if port == 465:
-        session = smtplib.SMTP_SSL(platform.smtp_address, 465, context=context, timeout=30)
-    else:
-        session = smtplib.SMTP(platform.smtp_address, 587, timeout=30)
-        session.ehlo("laptop.example")
-        assert not session.has_extn("auth"), "AUTH offered before TLS"
-        session.starttls(context=context)
-    session.ehlo("laptop.example")
-    session.login(mailbox.address, mailbox.password)
-    try:
+    with platform.submission(mailbox, port) as session:
         return session.sendmail(
             sender, [recipient], message("out", body, sender, recipient).as_bytes()
         )
-    finally:
-        session.quit()
 
 
 @pytest.mark.parametrize("port", [587, 465])
