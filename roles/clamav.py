@@ -63,14 +63,12 @@ systemd.service(
     running=antivirus.signature_updates,
     enabled=antivirus.signature_updates,
 )
-# The package also enables a daily one-shot freshclam; the daemon does that work, and without
-# updates it would only fail at every boot (leaving the host 'degraded').
-systemd.service(
-    name="No one-shot signature updates",
-    service="clamav-freshclam-once.timer",
-    running=False,
-    enabled=False,
-)
+# The package also enables a one-shot freshclam at boot and daily; the daemon does that work,
+# and without updates it would only fail at every boot (leaving the host 'degraded').
+for unit in ("clamav-freshclam-once.timer", "clamav-freshclam-once.service"):
+    systemd.service(
+        name=f"No one-shot signature updates: {unit}", service=unit, running=False, enabled=False
+    )
 systemd.service(name="Run clamd", service="clamav-daemon", running=True, enabled=True)
 systemd.service(
     name="Restart clamd for its new configuration",
