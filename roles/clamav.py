@@ -15,6 +15,15 @@ from mailstack.deploying import settings
 antivirus = settings(host).mail.antivirus
 UNITS = ("clamav-daemon.service", "clamav-daemon.socket")
 
+# The package also runs freshclam once at boot and daily (clamav-freshclam-once): the freshclam
+# daemon does that work, and without updates it only fails, leaving the host 'degraded'. Masked
+# before the package is installed, so it never runs.
+masks = [
+    files.link(name=f"Mask {unit}", path=f"/etc/systemd/system/{unit}", target="/dev/null")
+    for unit in ("clamav-freshclam-once.service", "clamav-freshclam-once.timer")
+]
+systemd.daemon_reload(name="Load the masks", _if=any_changed(*masks))
+
 apt.packages(
     name="Install ClamAV",
     packages=["clamav-daemon", "clamav-freshclam"],
@@ -63,12 +72,6 @@ systemd.service(
     running=antivirus.signature_updates,
     enabled=antivirus.signature_updates,
 )
-# The package also enables a one-shot freshclam at boot and daily; the daemon does that work,
-# and without updates it would only fail at every boot (leaving the host 'degraded').
-for unit in ("clamav-freshclam-once.timer", "clamav-freshclam-once.service"):
-    systemd.service(
-        name=f"No one-shot signature updates: {unit}", service=unit, running=False, enabled=False
-    )
 systemd.service(name="Run clamd", service="clamav-daemon", running=True, enabled=True)
 systemd.service(
     name="Restart clamd for its new configuration",

@@ -118,8 +118,9 @@ def test_filters_on_mx_hosts(hosts):
         for service in ("rspamd", "clamav-daemon"):
             unit = host.service(service)
             assert unit.is_running and unit.is_enabled, (member.name, service)
+        # Debian's one-shot freshclam would fail without updates and duplicates the daemon.
         for unit in ("clamav-freshclam-once.timer", "clamav-freshclam-once.service"):
-            assert not host.service(unit).is_enabled, (member.name, unit)
+            assert host.service(unit).is_masked, (member.name, unit)
         check = host.run("rspamadm configtest")
         assert check.rc == 0 and check.stdout.strip() == "syntax OK", (member.name, check.stdout)
         # The milter, scanner, controller and fuzzy storage answer this host only.
