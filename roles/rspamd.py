@@ -20,7 +20,7 @@ config = settings(host)
 spam = config.mail.spam
 store = secrets(host)
 dkim_keys = domain_keys(config, store)
-valkey_host = group_hosts(inventory, "db")[0]["private_ip"]
+valkey_host = keyvalue.server([member["private_ip"] for member in group_hosts(inventory, "db")])
 
 apt.packages(name="Install rspamd", packages=["rspamd"], update=True, cache_time=3600)
 
