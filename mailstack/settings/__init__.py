@@ -7,10 +7,15 @@ config key `mailstack:settings`; `load_stack_file` reads and validates one.
 from pydantic import Field, model_validator
 
 from mailstack.settings.base import Model
+from mailstack.settings.clusters import DatabaseSettings, ValkeySettings
 from mailstack.settings.dns import DnsSettings
 from mailstack.settings.environment import EnvironmentSettings
+from mailstack.settings.failover import FailoverSettings
+from mailstack.settings.monitoring import MonitoringSettings
 from mailstack.settings.network import NetworkSettings
+from mailstack.settings.plan import plan_hosts, plan_load_balancers
 from mailstack.settings.policies import MailPolicySettings
+from mailstack.settings.services import MailstoreSettings, WebSettings
 from mailstack.settings.tls import TlsSettings
 from mailstack.settings.topology import TopologySettings
 
@@ -28,11 +33,26 @@ class Settings(Model):
     )
     tls: TlsSettings = Field(description="Certificates for every TLS endpoint.")
     dns: DnsSettings = Field(DnsSettings(), description="DNS records and policies.")
+    mailstore: MailstoreSettings = Field(
+        MailstoreSettings(), description="Dovecot on the mailstore pair."
+    )
+    database: DatabaseSettings = Field(
+        DatabaseSettings(), description="PostgreSQL on the db nodes, under Patroni with etcd."
+    )
+    valkey: ValkeySettings = Field(
+        ValkeySettings(), description="Valkey on the db nodes, followed through Sentinel."
+    )
+    monitoring: MonitoringSettings = Field(
+        MonitoringSettings(), description="Prometheus, Alertmanager and the alert rules."
+    )
+    failover: FailoverSettings = Field(
+        FailoverSettings(),
+        description="The failover clusters of the mailstore pair and the mx nodes.",
+    )
+    web: WebSettings = Field(WebSettings(), description="The web nodes: control panel and webmail.")
 
     @model_validator(mode="after")
     def _addresses_fit(self) -> "Settings":
-        from mailstack.topology import plan_hosts, plan_load_balancers
-
         subnet = self.network.subnet
         seen: dict[str, str] = {}
         things = [(h.name, h.private_ip) for h in plan_hosts(self)]
@@ -54,6 +74,28 @@ class Settings(Model):
                     f"{address}"
                 )
             seen[str(address)] = name
+        return self
+
+    @model_validator(mode="after")
+    def _sentinel_quorum_fits(self) -> "Settings":
+        nodes = self.topology.db.count
+        if self.topology.profile != "single" and self.valkey.sentinel.quorum > nodes:
+            raise ValueError(
+                f"valkey.sentinel.quorum ({self.valkey.sentinel.quorum}) is more than the "
+                f"{nodes} db nodes that run a Sentinel: no failover could ever start"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _certificate_alert_after_renewal(self) -> "Settings":
+        # Alerting within the renewal window would alert on every certificate before certbot
+        # even tries; below it, the alert means renewals kept failing.
+        days = self.monitoring.alerts.certificates.days_before_expiry
+        if self.tls.mode == "acme" and days >= self.tls.acme.renew_days_before_expiry:
+            raise ValueError(
+                f"monitoring.alerts.certificates.days_before_expiry ({days}) must be below "
+                f"tls.acme.renew_days_before_expiry ({self.tls.acme.renew_days_before_expiry})"
+            )
         return self
 
 

@@ -16,6 +16,67 @@ Check a file with `mailstack settings check stacks/Pulumi.<env>.yaml`.
 """
 
 
+READ_BY: dict[str, str] = {
+    "": "the Pulumi program, the lab and every role",
+    "environment": "the Pulumi program (servers, DNS, firewalls), the lab, roles/postfix.py "
+    "(host names), roles/certificates.py and roles/acme.py (certificate names), "
+    "roles/firewall.py (SSH from admin_cidrs)",
+    "environment.hostnames": "the Pulumi program (DNS), roles/certificates.py, roles/acme.py",
+    "topology": "the Pulumi program and the lab (mailstack.settings.plan)",
+    "topology.mx": "the Pulumi program and the lab (mailstack.settings.plan)",
+    "topology.mailstore": "the Pulumi program and the lab (mailstack.settings.plan)",
+    "topology.db": "the Pulumi program and the lab (mailstack.settings.plan)",
+    "topology.web": "the Pulumi program and the lab (mailstack.settings.plan)",
+    "network": "the Pulumi program and the lab (mailstack.settings.plan)",
+    "network.offsets": "the Pulumi program and the lab (mailstack.settings.plan)",
+    "network.firewall": "roles/firewall.py (mailstack.services.firewall)",
+    "network.firewall.allow[]": "roles/firewall.py (mailstack.services.firewall)",
+    "mail": "roles/postfix.py (sizes, DNSBLs), roles/dovecot.py (quota), roles/panel.py",
+    "mail.dnsbls[]": "roles/postfix.py (postscreen)",
+    "mail.greylisting": "roles/policyd.py, roles/postfix.py",
+    "mail.outbound_limit": "roles/policyd.py, roles/postfix.py, roles/panel.py (classes)",
+    "mail.outbound_limit.default": "roles/policyd.py",
+    "mail.outbound_limit.classes.<name>": "roles/policyd.py, roles/panel.py",
+    "mail.policy_service": "roles/policyd.py, roles/postfix.py (port), roles/monitoring.py "
+    "(metrics port)",
+    "mail.spam": "roles/rspamd.py",
+    "mail.spam.ip_blocklists[]": "roles/rspamd.py",
+    "mail.spam.uri_blocklists[]": "roles/rspamd.py",
+    "mail.antivirus": "roles/clamav.py, roles/rspamd.py (scan size)",
+    "mail.dkim": "roles/rspamd.py, the Pulumi program (DKIM records), the lab's DNS",
+    "tls": "roles/certificates.py, roles/acme.py, the Pulumi program (balancers' port 80)",
+    "tls.acme": "roles/acme.py, roles/web.py (reseller host names), roles/webmail.py (root)",
+    "tls.provided": "roles/certificates.py",
+    "dns": "the Pulumi program (zones, records), the lab's DNS",
+    "dns.resolver": "roles/unbound.py",
+    "mailstore": "roles/dovecot.py, roles/postfix.py (LMTP concurrency), roles/panel.py "
+    "(retention)",
+    "database": "roles/patroni.py (roles/postgresql.py in the single profile)",
+    "valkey": "roles/valkey.py",
+    "valkey.policy": "roles/valkey.py",
+    "valkey.filters": "roles/valkey.py",
+    "valkey.sentinel": "roles/valkey.py (Sentinel), the policy service and rspamd (failover)",
+    "monitoring": "roles/monitoring.py (Prometheus, Alertmanager)",
+    "monitoring.alerts": "roles/monitoring.py (mailstack.services.alert_rules)",
+    "monitoring.alerts.service_down": "roles/monitoring.py (alert ServiceDown)",
+    "monitoring.alerts.mail_queue": "roles/monitoring.py (alerts MailQueueLarge, DeferredMailOld)",
+    "monitoring.alerts.replication": "roles/monitoring.py (alerts PostgreSQLReplicationLag, "
+    "PostgreSQLStandbyMissing)",
+    "monitoring.alerts.disk": "roles/monitoring.py (alerts DiskSpaceLow, DiskSpaceCritical)",
+    "monitoring.alerts.mail_volume": "roles/monitoring.py (alert MailVolumeFilling)",
+    "monitoring.alerts.valkey_memory": "roles/monitoring.py (alert ValkeyMemoryHigh)",
+    "monitoring.alerts.certificates": "roles/monitoring.py (alert CertificateExpiresSoon)",
+    "monitoring.alerts.backup": "roles/monitoring.py (alert BackupTooOld)",
+    "monitoring.alerts.outbound": "roles/monitoring.py (alerts OutboundRefusalsSpike, "
+    "MailboxOutboundRefusals)",
+    "monitoring.notifications": "roles/monitoring.py (Alertmanager), roles/postfix.py (the "
+    "alerts' sender)",
+    "failover": "roles/pacemaker.py (the mailstore and mx clusters, their fence and volume agents)",
+    "web": "roles/panel.py, roles/webmail.py, roles/nginx.py",
+}
+"""Who reads each section: a section missing here fails `make docs` (and the docs test)."""
+
+
 def _type_name(annotation) -> str:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -88,11 +149,17 @@ def render(root: type[BaseModel]) -> str:
         done.add(path)
         title = f"`{path}`" if path else "Top level"
         doc = (model.__doc__ or "").strip().splitlines()[0]
+        if path not in READ_BY:
+            raise KeyError(f"settings section {path or 'top level'!r} has no READ_BY entry")
+        doc += f" Read by {READ_BY[path]}."
         rows = ["| field | type | default | description |", "|---|---|---|---|"]
         for name, field in model.model_fields.items():
-            rows.append(
-                f"| `{name}` | {_field_type(field)} | {_default(field)} | {field.description} |"
-            )
+            description = field.description
+            if field.examples:
+                description += " Example: " + ", ".join(
+                    "`" + json.dumps(example, default=str) + "`" for example in field.examples
+                )
+            rows.append(f"| `{name}` | {_field_type(field)} | {_default(field)} | {description} |")
             for nested in _nested_models(field.annotation):
                 child = f"{path}.{name}" if path else name
                 if typing.get_origin(field.annotation) is dict:

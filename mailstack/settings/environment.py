@@ -66,13 +66,18 @@ class EnvironmentSettings(Model):
     mail_domains: list[FQDN] = Field(
         min_length=1,
         description="The operator's own mail domains; the first names the platform's hosts.",
+        examples=[["example.net", "example.org"]],
     )
     hostnames: Hostnames = Field(Hostnames(), description="Public host names of the services.")
     admin_ssh_keys: list[str] = Field(
-        min_length=1, description="SSH public keys allowed to log in as root on every host."
+        min_length=1,
+        description="SSH public keys allowed to log in as root on every host.",
+        examples=[["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... ops@example.net"]],
     )
     admin_cidrs: list[IPv4Network | IPv6Network] = Field(
-        min_length=1, description="Networks from which SSH to the hosts is allowed."
+        min_length=1,
+        description="Networks from which SSH to the hosts is allowed.",
+        examples=[["203.0.113.0/24", "2001:db8:10::/48"]],
     )
 
     @field_validator("admin_ssh_keys")

@@ -18,12 +18,22 @@ class AcmeSettings(Model):
         "https://acme-v02.api.letsencrypt.org/directory",
         pattern=r"^https://",
         description="The ACME server's directory URL.",
+        examples=["https://acme-staging-v02.api.letsencrypt.org/directory"],
     )
     challenge: Literal["http-01", "dns-01"] = Field(
         "http-01", description="How the ACME server checks control of the host names."
     )
     renew_days_before_expiry: int = Field(
         30, ge=1, le=60, description="Renew a certificate this many days before it expires."
+    )
+    root_certificate_url: str | None = Field(
+        None,
+        pattern=r"^https://",
+        description="Where an ACME server whose root Debian's CA bundle lacks publishes the "
+        "root it issues under (the lab's Pebble: its management API's /roots/0). The web "
+        "nodes add it to their trust store, so webmail can check the platform's own "
+        "certificates (IMAP, submission, ManageSieve, the panel's API). Leave empty for Let's "
+        "Encrypt, whose roots Debian trusts.",
     )
 
 

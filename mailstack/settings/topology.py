@@ -15,7 +15,10 @@ class RoleSettings(Model):
 
     count: int = Field(ge=0, le=20, description="Number of hosts with this role.")
     server_type: str = Field(
-        "cx32", pattern=r"^c[a-z]*\d+$", description="Hetzner server type, e.g. cx32 or ccx23."
+        "cx32",
+        pattern=r"^c[a-z]*\d+$",
+        description="Hetzner server type.",
+        examples=["cx32", "ccx23"],
     )
     volume_size_gb: int = Field(
         0,
@@ -32,7 +35,7 @@ class TopologySettings(Model):
         "ha",
         description="'ha': separate, redundant hosts per role (>=2 mx, 2 mailstore, an odd "
         "number >=3 of db, >=2 web); 'lab': the HA shape at the smallest sizes (>=2 mx, "
-        "2 mailstore, 1 or an odd number of db, >=1 web); 'single': every role on one host.",
+        "2 mailstore, an odd number >=3 of db, >=1 web); 'single': every role on one host.",
     )
     mx: RoleSettings = Field(
         RoleSettings(count=2, server_type="cx32", volume_size_gb=20),
@@ -65,7 +68,8 @@ class TopologySettings(Model):
                     f"profile 'single' puts every role on one host: set count to 1 for {wrong}"
                 )
             return self
-        minimum_db, minimum_web = (3, 2) if self.profile == "ha" else (1, 1)
+        # Patroni's etcd and Sentinel need a majority of three to fail over.
+        minimum_db, minimum_web = 3, (2 if self.profile == "ha" else 1)
         problems = []
         if counts["mx"] < 2:
             problems.append("mx.count must be at least 2")
