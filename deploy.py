@@ -1,31 +1,24 @@
-"""pyinfra entry point: applies each role to the hosts of its inventory group, in this order.
-
-`pyinfra inventory/lab.py deploy.py` (what `mailstack lab up --deploy` runs) or with the Hetzner
-inventory. A new role is one line below: its file in roles/ and the groups it applies to.
+"""pyinfra entry point: applies each role to the hosts of its inventory groups, in the order of
+mailstack.deploy.roles.ROLES. Started by `mailstack deploy` (mailstack.deploy.runner), for the
+lab or a Hetzner environment. A new role is its file in roles/ and one line in that list.
 """
 
 from pyinfra import host, local
+from pyinfra.operations import server
 
-ROLES = [
-    # (role file in roles/, inventory groups it applies to)
-    ("internet", {"internet"}),
-    ("loadbalancer", {"loadbalancer"}),
-    ("certificates", {"mx", "mailstore", "web"}),
-    ("db", {"db"}),
-    ("valkey", {"db"}),
-    ("venv", {"mx", "web"}),
-    ("panel", {"web"}),
-    ("dovecot", {"mailstore"}),
-    ("policyd", {"mx"}),
-    ("clamav", {"mx"}),
-    ("rspamd", {"mx"}),
-    ("postfix", {"mx"}),
-    # Last: a failed ACME order fails its host after the services are in place.
-    ("acme", {"mx", "mailstore", "web"}),
-]
+from mailstack.deploy.roles import ROLES, SHARED_SERVICES_LAST_ROLE
 
 # host.loop tells pyinfra which role an operation comes from: without it, operations on the same
 # line of different role files count as one, which merges them and can order them in a cycle.
 for role, groups in host.loop(ROLES):
     if groups & set(host.groups):
         local.include(f"roles/{role}.py")
+    if role == SHARED_SERVICES_LAST_ROLE:
+        # pyinfra orders operations per host; one operation every host runs, from the same
+        # line, is a point all hosts pass together: the shared services (the database and
+        # Valkey clusters) are started before any role that uses them begins. It changes nothing.
+        server.shell(
+            name="Shared services started: the roles that use them follow",
+            commands=["true"],
+            _if=lambda: False,
+        )

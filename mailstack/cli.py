@@ -5,6 +5,7 @@ import sys
 
 import yaml
 
+from mailstack.failover import cli as cloud_cli
 from mailstack.lab import cli as lab_cli
 
 
@@ -28,6 +29,68 @@ def _settings_docs(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _inventory(args: argparse.Namespace, command: str):
+    """The inventory contract `--lab`, `--inventory` or `--stack` names, or None (said why)."""
+    from mailstack.inventory import Inventory, from_pulumi_stack
+
+    if args.lab:
+        from mailstack.lab.lab import Lab
+
+        inventory_file = Lab(args.lab).inventory_file
+        if not inventory_file.exists():
+            print(
+                f"mailstack {command}: lab {args.lab!r} is not up: `mailstack lab up`",
+                file=sys.stderr,
+            )
+            return None
+        return Inventory.read(inventory_file)
+    if args.inventory:
+        return Inventory.read(args.inventory)
+    return from_pulumi_stack(args.stack)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from mailstack.status import cluster_status
+
+    inventory = _inventory(args, "status")
+    if inventory is None:
+        return 1
+    code, report = cluster_status(inventory)
+    print(report, end="")
+    return code
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from mailstack.deploy import runner
+    from mailstack.failover.hetzner import TOKEN_VARIABLE
+    from mailstack.inventory import failover_token_from_stack, from_pulumi_stack
+    from mailstack.settings.plan import cluster_roles
+
+    if args.lab:
+        from mailstack.lab.lab import Lab
+
+        inventory_file = Lab(args.lab).inventory_file
+        if not inventory_file.exists():
+            print(
+                f"mailstack deploy: lab {args.lab!r} is not up: `mailstack lab up`", file=sys.stderr
+            )
+            return 1
+        return runner.run(inventory_file, args.limit).returncode
+    if args.inventory:
+        return runner.run(args.inventory, args.limit).returncode
+    inventory = from_pulumi_stack(args.stack)
+    environment = {}
+    if cluster_roles(inventory.settings()):
+        # Handed to the roles in pyinfra's environment only, never written to a file here.
+        environment[TOKEN_VARIABLE] = failover_token_from_stack(args.stack)
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as saved:
+        saved.write(inventory.model_dump_json())
+        saved.flush()
+        return runner.run(saved.name, args.limit, environment=environment).returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -42,7 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
     docs = settings_commands.add_parser("docs", help="print the settings reference (Markdown)")
     docs.set_defaults(func=_settings_docs)
 
+    deploy = commands.add_parser(
+        "deploy", help="apply every role to an environment's hosts (pyinfra, deploy.py)"
+    )
+    target = deploy.add_mutually_exclusive_group(required=True)
+    target.add_argument("--stack", help="a Hetzner environment, from its Pulumi stack's output")
+    target.add_argument("--lab", help="a running lab, by name")
+    target.add_argument("--inventory", help="a saved inventory contract (JSON)")
+    deploy.add_argument(
+        "--limit", action="append", default=[], help="only this group or host (repeatable)"
+    )
+    deploy.set_defaults(func=_deploy)
+
+    status = commands.add_parser(
+        "status",
+        help="the db clusters' state: Patroni and PostgreSQL, etcd, Valkey and Sentinel "
+        "(exit 0: every member in place, 1: degraded, 2: no db node answers)",
+    )
+    where = status.add_mutually_exclusive_group(required=True)
+    where.add_argument("--stack", help="a Hetzner environment, from its Pulumi stack's output")
+    where.add_argument("--lab", help="a running lab, by name")
+    where.add_argument("--inventory", help="a saved inventory contract (JSON)")
+    status.set_defaults(func=_status)
+
     lab_cli.register(commands)
+    cloud_cli.register(commands)
 
     from mailstack.policyd import cli as policyd_cli
 

@@ -11,6 +11,13 @@ from dataclasses import dataclass
 
 from mailstack.secrets import SecretStore
 
+# Where rspamd takes every signing key from (dkim_signing with use_redis): two hashes in the
+# shared Valkey. The panel writes customer domains' entries, the rspamd role the operator's own.
+SIGNING_SELECTORS_HASH = "mailstack:dkim:selectors"
+"""`<domain>` -> the selector to sign the domain's mail with."""
+SIGNING_KEYS_HASH = "mailstack:dkim:keys"
+"""`<selector>.<domain>` -> the private key (PEM)."""
+
 
 @dataclass(frozen=True)
 class DkimKey:
@@ -38,7 +45,8 @@ class DkimKey:
         return f"v=DKIM1; k=rsa; p={self.public_key}"
 
 
-def _generate(bits: int) -> str:
+def generate_private_key(bits: int) -> str:
+    """A new RSA signing key of `bits` bits, as unencrypted PKCS#8 PEM."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -58,7 +66,8 @@ def domain_keys(settings, store: SecretStore) -> list[DkimKey]:
             domain=domain,
             selector=dkim.selector,
             private_pem=store.get(
-                f"dkim/{domain}/{dkim.selector}", generate=lambda: _generate(dkim.key_bits)
+                f"dkim/{domain}/{dkim.selector}",
+                generate=lambda: generate_private_key(dkim.key_bits),
             ),
         )
         for domain in settings.environment.mail_domains

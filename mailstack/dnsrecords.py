@@ -167,3 +167,57 @@ def https_hostnames(settings) -> list[str]:
     names = [env.hostname("panel"), env.hostname("webmail")]
     names += [f"mta-sts.{domain}" for domain in env.mail_domains]
     return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class HostedDomainRecord:
+    """A record a hosted (customer) domain publishes in its own zone; `value` unquoted."""
+
+    fqdn: str
+    type: str
+    value: str
+    purpose: str
+
+
+def hosted_domain_records(
+    settings, domain: str, dkim_key: DkimKey | None = None
+) -> list[HostedDomainRecord]:
+    """What a domain hosted on the platform but not in its settings (a customer's domain)
+    publishes to receive and send mail here: MX, SPF, DMARC, RFC 6186 SRV, and its DKIM key.
+
+    SPF includes the primary domain's record, which lists exactly the sending hosts, so the
+    customer's record stays right when mx hosts change. DMARC asks for no reports: reports to
+    the operator's address need an authorisation record in the operator's zone per domain.
+    """
+    env = settings.environment
+    records = [
+        HostedDomainRecord(domain, "MX", f"10 {env.hostname('mx')}.", "receiving mail"),
+        HostedDomainRecord(
+            domain,
+            "TXT",
+            f"v=spf1 include:{env.primary_domain} {settings.dns.spf_all}",
+            "SPF: the platform's hosts may send for the domain",
+        ),
+        HostedDomainRecord(
+            f"_dmarc.{domain}",
+            "TXT",
+            f"v=DMARC1; p={settings.dns.dmarc_policy}",
+            "DMARC: what receivers do with mail failing SPF and DKIM",
+        ),
+    ]
+    for label, port, service in SRV_RECORDS:
+        records.append(
+            HostedDomainRecord(
+                f"{label}.{domain}",
+                "SRV",
+                f"0 1 {port} {env.hostname(service)}.",
+                "mail client set-up (RFC 6186)",
+            )
+        )
+    if dkim_key is not None:
+        records.append(
+            HostedDomainRecord(
+                dkim_key.record_name, "TXT", dkim_key.record_text, "DKIM: the signing key"
+            )
+        )
+    return records

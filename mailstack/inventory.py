@@ -52,6 +52,22 @@ class LoadBalancerAddress(Model):
     public_ipv6: IPv6Address | None = Field(None, description="Public IPv6 address.")
 
 
+class InventoryVolume(Model):
+    """One Hetzner volume: how its server sees it, and its home."""
+
+    name: str = Field(description="Volume name (`plan_volumes`).")
+    id: int = Field(ge=1, description="Hetzner's volume id.")
+    linux_device: str = Field(
+        description="The device path in the server it is attached to "
+        "(/dev/disk/by-id/scsi-0HC_Volume_<id>).",
+        pattern=r"^/dev/disk/by-id/scsi-0HC_Volume_[0-9]+$",
+    )
+    server: str = Field(
+        description="The host it belongs to: where it is first attached, and where an mx "
+        "queue volume returns after a takeover."
+    )
+
+
 class Inventory(Model):
     """All hosts of one environment."""
 
@@ -73,6 +89,9 @@ class Inventory(Model):
     load_balancers: list[LoadBalancerAddress] = Field(
         default_factory=list, description="The load balancers' addresses."
     )
+    volumes: list[InventoryVolume] = Field(
+        default_factory=list, description="The environment's volumes (`plan_volumes`)."
+    )
 
     def with_role(self, role: InventoryRole) -> list[InventoryHost]:
         return [host for host in self.hosts if role in host.roles]
@@ -83,12 +102,19 @@ class Inventory(Model):
                 return host
         raise KeyError(name)
 
+    def volume(self, name: str) -> InventoryVolume:
+        for volume in self.volumes:
+            if volume.name == name:
+                return volume
+        raise KeyError(name)
+
     def settings(self):
         """The settings the hosts run with."""
         return load_settings(self.settings_file, self.stack)
 
     def pyinfra_groups(self) -> dict[str, list[tuple[str, dict]]]:
-        """Groups by role, each host as (ssh address, host data) for a pyinfra inventory file.
+        """Groups by role, each host as (name, host data) for a pyinfra inventory file; pyinfra
+        connects to the host's ssh_address (`ssh_hostname`) and names it by its host name.
 
         Every platform role is a group, empty or not; the lab-only groups exist where they have hosts.
         """
@@ -96,18 +122,20 @@ class Inventory(Model):
         for role in GROUPS:
             if role not in ROLES and not self.with_role(role):
                 continue
-            groups[role] = [
-                (host.ssh_address, self.host_data(host)) for host in self.with_role(role)
-            ]
+            groups[role] = [(host.name, self.host_data(host)) for host in self.with_role(role)]
         return groups
 
     def host_data(self, host: InventoryHost) -> dict:
         data = {
+            # The whole contract, so roles read every fact about other hosts from it
+            # (mailstack.deploy.deployment.Deployment.for_host).
+            "inventory_contract": self.model_dump_json(),
             "name": host.name,
             "roles": list(host.roles),
             "private_ip": str(host.private_ip),
             "stack": self.stack,
             "ssh_user": self.ssh_user,
+            "ssh_hostname": host.ssh_address,
         }
         for key in ("settings_file", "lab_file"):
             if getattr(self, key):
@@ -127,18 +155,64 @@ class Inventory(Model):
         return cls.model_validate(json.loads(Path(path).read_text()))
 
 
-def from_pulumi_stack(stack: str, cwd: str | Path = ".") -> Inventory:
-    """The `inventory` output of a Pulumi stack (needs the Pulumi CLI and the stack's backend)."""
+def planned_inventory(settings, stack: str) -> Inventory:
+    """The inventory the settings plan, with no hosts to reach (public addresses unknown) and
+    stand-in volume ids (stable per stack and name, as the lab's): what tests render templates
+    for without a lab or a cloud."""
+    from mailstack.lab.volumes import DEVICE_PREFIX, resource_id
+    from mailstack.settings.plan import plan_hosts, plan_load_balancers, plan_volumes
+
+    hosts = plan_hosts(settings)
+
+    return Inventory(
+        stack=stack,
+        environment=settings.environment.name,
+        hosts=[
+            InventoryHost(
+                name=host.name,
+                roles=list(host.roles),
+                private_ip=host.private_ip,
+                ssh_address=str(host.private_ip),
+            )
+            for host in hosts
+        ],
+        load_balancers=[
+            LoadBalancerAddress(name=lb.name, purpose=lb.purpose, private_ip=lb.private_ip)
+            for lb in plan_load_balancers(settings)
+        ],
+        volumes=[
+            InventoryVolume(
+                name=plan.name,
+                id=resource_id(stack, "volume", plan.name),
+                linux_device=f"{DEVICE_PREFIX}{resource_id(stack, 'volume', plan.name)}",
+                server=plan.server,
+            )
+            for plan in plan_volumes(settings, hosts)
+        ],
+    )
+
+
+def _stack_output(stack: str, name: str, cwd: str | Path, secret: bool = False):
     import subprocess
 
-    result = subprocess.run(
-        ["pulumi", "stack", "output", "inventory", "--json", "--stack", stack],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-    )
+    command = ["pulumi", "stack", "output", name, "--json", "--stack", stack]
+    if secret:
+        command.append("--show-secrets")
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
     if result.returncode != 0:
         raise RuntimeError(
-            f"pulumi stack output failed for stack {stack!r}: {result.stderr.strip()}"
+            f"pulumi stack output {name} failed for stack {stack!r}: {result.stderr.strip()}"
         )
-    return Inventory.model_validate(json.loads(result.stdout))
+    return json.loads(result.stdout)
+
+
+def from_pulumi_stack(stack: str, cwd: str | Path = ".") -> Inventory:
+    """The `inventory` output of a Pulumi stack (needs the Pulumi CLI and the stack's backend)."""
+    return Inventory.model_validate(_stack_output(stack, "inventory", cwd))
+
+
+def failover_token_from_stack(stack: str, cwd: str | Path = ".") -> str:
+    """The stack's secret output `failover_api_token` (the Pulumi secret
+    `mailstack:failover_api_token`), decrypted: the Hetzner API token the clusters' fence and
+    volume agents use. Raises RuntimeError when the stack has none."""
+    return _stack_output(stack, "failover_api_token", cwd, secret=True)

@@ -1,38 +1,12 @@
-"""The hosts an environment consists of, derived from its settings.
+"""What the load balancers forward, to which role: Hetzner's in production, HAProxy in the lab.
 
-One plan feeds both worlds: the Pulumi program creates Hetzner servers from it and the lab
-creates local hosts from it, so host names, roles and private addresses are the same in both.
+The hosts and the balancers' addresses themselves are planned in mailstack.settings.plan.
 """
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 
-from mailstack.settings.topology import ROLES, Role
-
-
-@dataclass(frozen=True)
-class HostPlan:
-    """One host to create."""
-
-    name: str
-    roles: tuple[Role, ...]
-    private_ip: IPv4Address
-    server_type: str
-    volume_size_gb: int
-    index: int
-    """1-based position of the host within its (first) role."""
-
-
-@dataclass(frozen=True)
-class LoadBalancerPlan:
-    """One load balancer to create (in the lab: served by the load-balancer host)."""
-
-    name: str
-    purpose: str
-    private_ip: IPv4Address
-
-
-LOAD_BALANCER_PURPOSES = ("smtp", "mailaccess", "http")
+from mailstack.settings.plan import LOAD_BALANCER_PURPOSES
+from mailstack.settings.topology import Role
 
 
 @dataclass(frozen=True)
@@ -72,6 +46,14 @@ BALANCED_SERVICES: dict[str, tuple[Role, list[BalancedService]]] = {
 # PROXY protocol like every other port 80 forward, so one listener on a node serves them all
 # (the single profile puts mx, mailstore and web behind three balancers on one host).
 ACME_HTTP = BalancedService(80, True, "ACME http-01 challenges for the mail host names")
+# With a Hetzner-managed certificate (dns.managed_zone) the HTTP balancer terminates TLS and
+# forwards plain HTTP here, with X-Forwarded-For and X-Forwarded-Proto and without PROXY protocol
+# (Hetzner's HTTP services cannot send it); its health check asks /healthz. A port of its own,
+# so it never meets the PROXY-protocol port 80 the other balancers forward for ACME on a host
+# of the single profile.
+HTTPS_TERMINATED = BalancedService(
+    8080, False, "HTTP from the balancer that terminated TLS (managed certificate)"
+)
 # Without a Hetzner-managed certificate, HTTP and HTTPS pass through to the web nodes.
 HTTP_PASSTHROUGH = [
     BalancedService(80, True, "HTTP, redirected to HTTPS by the web nodes"),
@@ -93,6 +75,12 @@ def balanced_services(settings, purpose: str) -> tuple[Role, list[BalancedServic
     return role, list(services)
 
 
+def https_terminated_backend(settings) -> BalancedService | None:
+    """The port the HTTP balancer sends requests to after terminating TLS itself (with a
+    Hetzner-managed certificate), or None when HTTPS passes through to the web nodes."""
+    return HTTPS_TERMINATED if settings.dns.managed_zone else None
+
+
 def port80_forwards(settings, roles) -> list[BalancedService]:
     """The port 80 services the balancers forward to a host with these roles (http-01 reaches
     the host only through them)."""
@@ -104,55 +92,3 @@ def port80_forwards(settings, roles) -> list[BalancedService]:
         for service in services
         if service.port == 80
     ]
-
-
-def plan_hosts(settings) -> list[HostPlan]:
-    """Every host of the environment, in a stable order (by role, then index)."""
-    env = settings.environment.name
-    subnet_base = int(settings.network.subnet.network_address)
-    offsets = settings.network.offsets
-    topology = settings.topology
-    if topology.profile == "single":
-        # One host carries every role; its size is the largest asked for, its volume the sum.
-        role_settings = [topology.role(role) for role in ROLES]
-        return [
-            HostPlan(
-                name=f"{env}-mail1",
-                roles=ROLES,
-                private_ip=IPv4Address(subnet_base + offsets.mx),
-                server_type=topology.mx.server_type,
-                volume_size_gb=sum(r.volume_size_gb for r in role_settings),
-                index=1,
-            )
-        ]
-    hosts = []
-    for role in ROLES:
-        spec = topology.role(role)
-        for index in range(1, spec.count + 1):
-            hosts.append(
-                HostPlan(
-                    name=f"{env}-{role}{index}",
-                    roles=(role,),
-                    private_ip=IPv4Address(subnet_base + getattr(offsets, role) + index - 1),
-                    server_type=spec.server_type,
-                    volume_size_gb=spec.volume_size_gb,
-                    index=index,
-                )
-            )
-    return hosts
-
-
-def plan_load_balancers(settings) -> list[LoadBalancerPlan]:
-    """The SMTP, IMAP/POP3 and HTTP load balancers with their private addresses."""
-    env = settings.environment.name
-    base = int(settings.network.subnet.network_address) + settings.network.offsets.load_balancers
-    return [
-        LoadBalancerPlan(
-            name=f"{env}-lb-{purpose}", purpose=purpose, private_ip=IPv4Address(base + i)
-        )
-        for i, purpose in enumerate(LOAD_BALANCER_PURPOSES)
-    ]
-
-
-def hosts_with_role(hosts: list[HostPlan], role: Role) -> list[HostPlan]:
-    return [host for host in hosts if role in host.roles]

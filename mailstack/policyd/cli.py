@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -30,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--trusted", action="append", help="trusted network (repeatable); replaces the list"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration, print what is wrong and exit (0: valid)",
+    )
 
 
 def build_config(args: argparse.Namespace) -> PolicydConfig:
@@ -79,15 +85,35 @@ async def _serve(config: PolicydConfig) -> None:
         logging.getLogger("mailstack.policyd").info("policyd: stopped")
 
 
+class JournalFormatter(logging.Formatter):
+    """Prefixes each line with its syslog priority (`<4>` for a warning), which the journal
+    reads from a service's standard error (sd-daemon(3)), so `journalctl -p warning` finds it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno >= logging.ERROR:
+            priority = 3
+        elif record.levelno >= logging.WARNING:
+            priority = 4
+        elif record.levelno >= logging.INFO:
+            priority = 6
+        else:
+            priority = 7
+        return f"<{priority}>{super().format(record)}"
+
+
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(levelname)s %(message)s", stream=sys.stderr
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    # Under systemd, standard error goes to the journal, which says so in JOURNAL_STREAM.
+    formatter = JournalFormatter if os.environ.get("JOURNAL_STREAM") else logging.Formatter
+    handler.setFormatter(formatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     try:
         config = build_config(args)
     except SettingsError as error:
         print(error, file=sys.stderr)
         return 2
+    if args.check_config:
+        return 0
     try:
         # uvloop's event loop does the service's network I/O at a third of asyncio's cost.
         uvloop.run(_serve(config))

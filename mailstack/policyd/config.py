@@ -36,7 +36,21 @@ class PolicydConfig(Model):
         None, description="HOST:PORT of the Prometheus metrics endpoint; None serves none."
     )
     valkey_url: str = Field(
-        "redis://127.0.0.1:6379/0", description="The shared Valkey, as a redis:// URL."
+        "redis://127.0.0.1:6379/0",
+        description="The shared Valkey, as a redis:// URL (password and database number). "
+        "With `valkey_sentinels`, its host and port are only where to start: the primary is "
+        "the one the Sentinels name.",
+    )
+    valkey_sentinels: list[str] = Field(
+        default_factory=list,
+        description="HOST:PORT of each Valkey Sentinel; the service asks them for the current "
+        "primary of `valkey_service` whenever it (re)connects. Empty: `valkey_url` as it is.",
+    )
+    valkey_service: str = Field(
+        "mailstack-policy", description="The name the Sentinels monitor the primary by."
+    )
+    valkey_sentinel_password: str | None = Field(
+        None, description="The Sentinels' password (their requirepass); None when they have none."
     )
     accounts_dsn: str | None = Field(
         None,
@@ -64,6 +78,11 @@ class PolicydConfig(Model):
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
         return None if value is None else _check_host_port(value)
+
+    @field_validator("valkey_sentinels")
+    @classmethod
+    def _sentinels(cls, value: list[str]) -> list[str]:
+        return [_check_host_port(item) for item in value]
 
 
 def load_config(path: str | Path) -> PolicydConfig:

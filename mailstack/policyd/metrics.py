@@ -3,6 +3,7 @@
 import asyncio
 import bisect
 import logging
+from collections import OrderedDict
 
 log = logging.getLogger("mailstack.policyd")
 
@@ -24,6 +25,53 @@ class Counter:
             self.values[()] = 0
         for label_values, value in sorted(self.values.items()):
             lines.append(f"{self.name}{_labels(self.labels, label_values)} {value:g}")
+        return lines
+
+
+OTHER_USERS = "_other"
+"""The `user` label of what users evicted from a UserCounter had counted (no address has it: a
+user label is a mail address)."""
+
+
+class UserCounter:
+    """A counter per user (and further labels) that keeps at most `max_users` users' series.
+
+    Counting for a user beyond the bound evicts the user counted longest ago and adds its
+    counts to `user="_other"`, so the series stay bounded while every sum over users keeps
+    rising as a counter must (a rate of the sum stays right); a user counted again after its
+    eviction starts a new series from zero, which Prometheus reads as a new series.
+    """
+
+    def __init__(
+        self, name: str, help_text: str, labels: tuple[str, ...] = (), max_users: int = 1000
+    ):
+        if max_users < 1:
+            raise ValueError("max_users must be at least 1")
+        self.name, self.help, self.labels, self.max_users = name, help_text, labels, max_users
+        self.users: OrderedDict[str, dict[tuple[str, ...], float]] = OrderedDict()
+        self.other: dict[tuple[str, ...], float] = {}
+
+    def inc(self, user: str, *label_values: str, amount: float = 1) -> None:
+        counts = self.users.get(user)
+        if counts is None:
+            if len(self.users) >= self.max_users:
+                _, evicted = self.users.popitem(last=False)
+                for key, value in evicted.items():
+                    self.other[key] = self.other.get(key, 0) + value
+            counts = self.users[user] = {}
+        else:
+            self.users.move_to_end(user)
+        counts[label_values] = counts.get(label_values, 0) + amount
+
+    def get(self, user: str, *label_values: str) -> float:
+        return self.users.get(user, {}).get(label_values, 0)
+
+    def render(self) -> list[str]:
+        names = ("user", *self.labels)
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
+        for user, counts in [*sorted(self.users.items()), (OTHER_USERS, self.other)]:
+            for label_values, value in sorted(counts.items()):
+                lines.append(f"{self.name}{_labels(names, (user, *label_values))} {value:g}")
         return lines
 
 
@@ -63,18 +111,27 @@ class Histogram:
         return lines
 
 
+def _escape(value: str) -> str:
+    """A label value as the text format writes it: backslash, double quote and line feed
+    escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
     if not names:
         return ""
-    pairs = ",".join(
-        f'{n}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for n, v in zip(names, values, strict=True)
-    )
+    pairs = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True))
     return "{" + pairs + "}"
 
 
+REFUSAL_REASONS = ("limit", "unchecked", "internal-error")
+"""Why the service refused a user's recipient: the recipient limit was reached, the limit could
+not be checked (Valkey unavailable, on_store_failure: defer), the service failed on the request."""
+
+
 class Metrics:
-    def __init__(self):
+    def __init__(self, max_users: int = 1000):
+        """`max_users`: the most users whose own series each per-user counter keeps."""
         self.decisions = Counter(
             "policyd_decisions_total",
             "Answers given, by check and result.",
@@ -98,10 +155,22 @@ class Metrics:
             ("reason",),
         )
         self.connections = Gauge("policyd_connections", "Open client connections.")
-        self.limit_reports = Counter(
+        self.limit_reports = UserCounter(
             "policyd_outbound_limit_reports_total",
             "Reports of users who keep hitting the outbound limit (possibly compromised).",
-            ("user",),
+            max_users=max_users,
+        )
+        self.sent_recipients = UserCounter(
+            "policyd_sent_recipients_total",
+            "Recipients of messages users sent, counted at the end of each message.",
+            max_users=max_users,
+        )
+        self.refused = UserCounter(
+            "policyd_refused_total",
+            "Recipients refused to authenticated users, by reason: limit, unchecked, "
+            "internal-error.",
+            ("reason",),
+            max_users=max_users,
         )
 
     def render(self) -> str:
@@ -114,6 +183,8 @@ class Metrics:
             self.protocol_errors,
             self.connections,
             self.limit_reports,
+            self.sent_recipients,
+            self.refused,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

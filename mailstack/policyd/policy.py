@@ -66,6 +66,21 @@ LIMIT_UNCHECKED_TEXT = (
 )
 
 
+SIEVE_CONTEXT = "sieve"
+"""policy_context of the mx listener that takes the mail Dovecot's Sieve sends for a user
+(redirects, vacation replies): that mail counts against the user whose address is its sender."""
+
+
+def sending_user(request: dict[str, str]) -> str:
+    """Whose outbound limit a request counts against: the logged-in user on submission, the
+    sender on the Sieve listener; empty for inbound mail."""
+    if request.get("sasl_username"):
+        return request["sasl_username"]
+    if request.get("policy_context") == SIEVE_CONTEXT:
+        return request.get("sender", "").lower()
+    return ""
+
+
 def triplet_digest(sender: str, recipient: str) -> str:
     """Bounded-size key part for a (normalised) sender and recipient."""
     return hashlib.blake2b(f"{sender}\0{recipient}".encode(), digest_size=12).hexdigest()
@@ -99,7 +114,7 @@ class Policy:
 
     async def decide(self, request: dict[str, str]) -> Decision:
         state = request.get("protocol_state", "").upper()
-        user = request.get("sasl_username", "")
+        user = sending_user(request)
         if user:
             if not self.outbound.enabled:
                 return Decision("none", "limit-disabled", DUNNO)
@@ -201,6 +216,7 @@ class Policy:
             seconds_ceil(window_ms),
             seconds_ceil(retry_after_ms),
         )
+        self.metrics.refused.inc(user, "limit")
         if new_hit and hits >= self.outbound.report_after_hits:
             self.metrics.limit_reports.inc(user)
             log.warning(
@@ -220,8 +236,10 @@ class Policy:
         except ValueError:
             count = -1
         try:
-            await self.store.outbound_commit(user, instance, self._now_ms(), count)
+            charged = await self.store.outbound_commit(user, instance, self._now_ms(), count)
         except StoreUnavailable as error:
+            if count > 0:
+                self.metrics.sent_recipients.inc(user, amount=count)
             # The message has passed every check; refusing it now for bookkeeping would only
             # make the client send it again.
             log.warning(
@@ -231,6 +249,8 @@ class Policy:
                 user,
             )
             return Decision("outbound", "commit-store-failure", DUNNO)
+        if charged > 0:
+            self.metrics.sent_recipients.inc(user, amount=charged)
         return Decision("outbound", "charged", DUNNO)
 
     def _outbound_store_failure(self, user: str, error: StoreUnavailable) -> Decision:
@@ -242,5 +262,6 @@ class Policy:
             user,
         )
         if action == "defer":
+            self.metrics.refused.inc(user, "unchecked")
             return Decision("outbound", "store-failure-defer", LIMIT_UNCHECKED_TEXT)
         return Decision("outbound", "store-failure-allow", DUNNO)

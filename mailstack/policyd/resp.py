@@ -6,6 +6,10 @@ the service must answer at. This client keeps one connection and lets every requ
 share it: commands issued in the same event-loop turn go out in one write, and replies are
 matched to callers in order (Valkey answers a connection's commands in the order sent).
 Connecting and every reply are bounded by `timeout`: past it, callers get TimeoutError.
+
+With a `locate` coroutine (mailstack.policyd.sentinel: the primary the Sentinels name), each new
+connection asks it where to go and makes sure it reached a primary (ROLE); a reply saying the
+server has become a replica (READONLY) drops the connection, so the next call finds the new one.
 """
 
 import asyncio
@@ -150,9 +154,10 @@ class _Connection(asyncio.Protocol):
 
 
 class PipelinedClient:
-    """Commands over one lazily (re)connected connection to the Valkey at `url`."""
+    """Commands over one lazily (re)connected connection to the Valkey at `url`, or to the
+    primary `locate()` returns as (host, port)."""
 
-    def __init__(self, url: str, timeout: float):
+    def __init__(self, url: str, timeout: float, locate=None):
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "valkey"):
             raise ValueError(f"unsupported Valkey URL scheme {parts.scheme!r} (use redis://)")
@@ -162,6 +167,7 @@ class PipelinedClient:
         self.password = unquote(parts.password) if parts.password else None
         self.db = int(parts.path.lstrip("/") or 0)
         self.timeout = timeout
+        self.locate = locate
         self._connection: _Connection | None = None
         self._connecting: asyncio.Future | None = None
         self._scripts: dict[str, str] = {}
@@ -170,8 +176,9 @@ class PipelinedClient:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.timeout):
+            host, port = await self.locate() if self.locate else (self.host, self.port)
             _, connection = await loop.create_connection(
-                lambda: _Connection(self.timeout), self.host, self.port
+                lambda: _Connection(self.timeout), host, port
             )
         setup = []
         if self.password is not None:
@@ -181,8 +188,13 @@ class PipelinedClient:
         try:
             for command in setup:
                 await connection.send(encode_command(command), loop)
+            if self.locate:
+                # The Sentinels' word may be a moment old: only a primary takes our writes.
+                role = await connection.send(encode_command(["ROLE"]), loop)
+                if not role or role[0] != b"master":
+                    raise ConnectionError(f"{host}:{port} is not the primary ({role[0]!r})")
         except BaseException:
-            # A refused password or database: this connection is of no use.
+            # A refused password or database, or a replica: this connection is of no use.
             connection.transport.close()
             raise
         return connection
@@ -224,6 +236,10 @@ class PipelinedClient:
                 head + encode_arguments((*keys, *args)), asyncio.get_running_loop()
             )
         except ReplyError as error:
+            if str(error).startswith("READONLY"):
+                # The primary became a replica (a failover): find the new one next time.
+                connection.closed = True
+                connection.transport.close()
             if not str(error).startswith("NOSCRIPT"):
                 raise
             return await self.execute("EVAL", self._scripts[sha], len(keys), *keys, *args)

@@ -13,7 +13,7 @@ from collections import deque
 from mailstack.policyd.accounts import LimitClasses
 from mailstack.policyd.config import PolicydConfig
 from mailstack.policyd.metrics import Metrics
-from mailstack.policyd.policy import DUNNO, Policy
+from mailstack.policyd.policy import DUNNO, Policy, sending_user
 from mailstack.policyd.protocol import (
     Limits,
     ProtocolError,
@@ -21,6 +21,7 @@ from mailstack.policyd.protocol import (
     answer,
     parse_request,
 )
+from mailstack.policyd.sentinel import SentinelLocator
 from mailstack.policyd.store import Store
 
 log = logging.getLogger("mailstack.policyd")
@@ -33,6 +34,9 @@ MAX_QUEUED_REQUESTS = 16
 def split_host_port(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+INTERNAL_ERROR_TEXT = "451 4.3.0 The policy service failed on this request; please retry later"
 
 
 class PolicyConnection(asyncio.Protocol):
@@ -97,10 +101,16 @@ class PolicyConnection(asyncio.Protocol):
                     action = decision.action
                     metrics.decisions.inc(decision.check, decision.result)
                 except Exception:
-                    # A bug must not make Postfix wait for its timeout or lose mail.
-                    log.exception("policyd: internal error; answering DUNNO")
-                    action = DUNNO
+                    # A bug must not make Postfix wait for its timeout or lose mail: inbound
+                    # mail goes on unchecked, mail a user sends waits (the limit is not skipped).
+                    user = sending_user(request)
+                    log.exception(
+                        "policyd: internal error; answering %s", "DEFER" if user else "DUNNO"
+                    )
+                    action = INTERNAL_ERROR_TEXT if user else DUNNO
                     metrics.decisions.inc("none", "internal-error")
+                    if user and request.get("protocol_state", "").upper() == "RCPT":
+                        metrics.refused.inc(user, "internal-error")
                 if self.transport.is_closing():
                     return
                 self.transport.write(answer(action))
@@ -140,7 +150,7 @@ class PolicyConnection(asyncio.Protocol):
 class PolicyServer:
     def __init__(self, config: PolicydConfig, clock=time.time):
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(max_users=config.service.metrics_max_users)
         service = config.service
         self.limits = Limits(
             max_line_bytes=service.max_line_bytes,
@@ -148,12 +158,21 @@ class PolicyServer:
             request_timeout=service.request_timeout_seconds,
             idle_timeout=service.idle_timeout_seconds,
         )
+        locate = None
+        if config.valkey_sentinels:
+            locate = SentinelLocator(
+                config.valkey_sentinels,
+                config.valkey_service,
+                config.valkey_sentinel_password,
+                timeout=service.store_timeout_ms / 1000,
+            )
         self.store = Store(
             config.valkey_url,
             config.key_prefix,
             timeout=service.store_timeout_ms / 1000,
             retry_interval=service.store_retry_ms / 1000,
             metrics=self.metrics,
+            locate=locate,
         )
         self.classes = LimitClasses(
             config.accounts_dsn,
@@ -188,7 +207,12 @@ class PolicyServer:
             "policyd: serving %s (metrics %s), Valkey %s",
             self.config.listen,
             self.config.metrics_listen or "off",
-            self.config.valkey_url.split("@")[-1],
+            (
+                f"{self.config.valkey_service} through Sentinels "
+                + ",".join(self.config.valkey_sentinels)
+                if self.config.valkey_sentinels
+                else self.config.valkey_url.split("@")[-1]
+            ),
         )
 
     async def _sweep(self) -> None:

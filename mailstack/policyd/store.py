@@ -28,13 +28,15 @@ class Store:
         timeout: float,
         retry_interval: float,
         metrics: Metrics,
+        locate=None,
     ):
         self.prefix = prefix
         self.timeout = timeout
         self.retry_interval = retry_interval
         self.metrics = metrics
         self._down_until = 0.0
-        self.client = PipelinedClient(url, timeout=timeout)
+        self.locate = locate
+        self.client = PipelinedClient(url, timeout=timeout, locate=locate)
         self._greylist = self.client.script(_script("greylist.lua"))
         self._outbound_check = self.client.script(_script("outbound_check.lua"))
         self._outbound_commit = self.client.script(_script("outbound_commit.lua"))
@@ -106,6 +108,8 @@ class Store:
 
     async def close(self) -> None:
         await self.client.close()
+        if self.locate is not None:
+            await self.locate.close()
 
 
 def _text(value) -> str:
