@@ -1,124 +1,89 @@
 """ACME certificates (tls.mode 'acme', http-01): certbot orders and renews each host's
-certificate, nginx answers the challenges on port 80.
+certificate; nginx (roles/nginx.py) answers the challenges on port 80 (mailstack.services.acme).
 
 Runs after the services, which start with roles/certificates.py's bootstrap certificate: a
 failed order fails this host's deploy with certbot's error, after everything else is in place.
-certbot's deploy hook (mailstack.tls.INSTALL_SCRIPT) installs each new certificate at the
-services' paths and reloads them; certbot's systemd timer renews within the settings' window.
-The same path runs in production (Let's Encrypt) and in the lab (Pebble).
+certbot's deploy hook (mailstack.services.certificates.INSTALL_SCRIPT) installs each new
+certificate at the services' paths and reloads them; certbot's systemd timer renews within the
+settings' window. The same path runs in production (Let's Encrypt) and in the lab (Pebble).
 """
 
-from pyinfra import host, inventory
-from pyinfra.operations import apt, files, server, systemd
-from pyinfra.operations.util import any_changed
+from urllib.parse import urlsplit
 
-from mailstack import tls
-from mailstack.deploying import group_hosts, load_balancer_ips, settings
+from pyinfra import host
+from pyinfra.operations import files, server, systemd
+
+from mailstack.deploy.kit import packages, target
 from mailstack.facts import CertbotLineage
-from mailstack.topology import port80_forwards
+from mailstack.services import acme, certificates
 
-config = settings(host)
-roles = host.data.roles
-acme = config.tls.acme
+deployment, me = target()
+settings = deployment.settings
+if settings.tls.mode == "acme" and settings.tls.acme.challenge != "http-01":
+    raise SystemExit(
+        f"tls.acme.challenge: {settings.tls.acme.challenge} is not supported by the deploy yet"
+    )
 # Names of the roles whose balancer forwards port 80 here (none for web nodes behind a
 # balancer that terminates TLS with a Hetzner-managed certificate).
-names = tls.acme_names(config, roles) if config.tls.mode == "acme" else []
-if config.tls.mode == "acme" and acme.challenge != "http-01":
-    raise SystemExit(f"tls.acme.challenge: {acme.challenge} is not supported by the deploy yet")
+names = acme.challenge_names(deployment, me)
 
 if names:
-    forwards = port80_forwards(config, roles)
-    if len({forward.proxy_protocol for forward in forwards}) > 1:
-        raise SystemExit(f"{host.name}: balancers forward port 80 here with and without PROXY")
-    my_ip = host.data.private_ip
-    peers = list(
-        dict.fromkeys(
-            member["private_ip"]
-            for role in roles
-            if port80_forwards(config, [role])
-            for member in group_hosts(inventory, role)
-            if member["private_ip"] != my_ip
-        )
-    )
-    window = f"{acme.renew_days_before_expiry} days"
-    live_dir = f"/etc/letsencrypt/live/{tls.ACME_CERT_NAME}"
-    renewal_conf = f"/etc/letsencrypt/renewal/{tls.ACME_CERT_NAME}.conf"
+    account = settings.tls.acme
+    window = f"{account.renew_days_before_expiry} days"
+    live_dir = f"/etc/letsencrypt/live/{certificates.ACME_CERT_NAME}"
+    renewal_conf = f"/etc/letsencrypt/renewal/{certificates.ACME_CERT_NAME}.conf"
 
-    apt.packages(
-        name="Install certbot and nginx for the challenges",
-        packages=["certbot", "nginx"],
-        no_recommends=True,
-        update=True,
-        cache_time=3600,
-    )
-
+    packages("certbot", ["certbot"], no_recommends=True)
     # Made here, so certbot, which removes the directories it made itself, leaves it in place.
     files.directory(
         name="Create the challenge webroot",
-        path=f"{tls.ACME_WEBROOT}/.well-known/acme-challenge",
+        path=f"{certificates.ACME_WEBROOT}/.well-known/acme-challenge",
         mode="755",
-    )
-    # Debian's default site listens on every address; port 80 answers challenges only.
-    default_site = files.link(
-        name="Disable nginx's default site", path="/etc/nginx/sites-enabled/default", present=False
-    )
-    challenge_site = files.template(
-        name="Serve ACME challenges, this node's and its peers'",
-        src="templates/acme/etc/nginx/conf.d/mailstack-acme.conf.j2",
-        dest="/etc/nginx/conf.d/mailstack-acme.conf",
-        mode="644",
-        private_ip=my_ip,
-        peers=peers,
-        peer_port=tls.ACME_PEER_PORT,
-        proxy_protocol=any(forward.proxy_protocol for forward in forwards),
-        load_balancer_ips=load_balancer_ips(host),
-        webroot=tls.ACME_WEBROOT,
-        redirect_to_https="web" in roles,
-    )
-    systemd.service(
-        name="Run nginx",
-        service="nginx",
-        running=True,
-        enabled=True,
-    )
-    systemd.service(
-        name="Restart nginx for its new configuration",
-        service="nginx",
-        # Not a reload: nginx cannot bind the private address while its old socket on every
-        # address (the default site's) is still open.
-        restarted=True,
-        _if=any_changed(default_site, challenge_site),
     )
 
     lineage = host.get_fact(
         CertbotLineage,
-        cert_name=tls.ACME_CERT_NAME,
-        installed_at=tls.CERTIFICATE,
-        window_days=acme.renew_days_before_expiry,
+        cert_name=certificates.ACME_CERT_NAME,
+        installed_at=certificates.CERTIFICATE,
+        window_days=account.renew_days_before_expiry,
+        root_url=account.root_certificate_url,
     )
-    # A certificate for other names, from another ACME server or due for renewal is ordered
-    # anew; a current one is kept (so a second deploy changes nothing).
+    # A certificate for other names, from another ACME server, under a root it no longer
+    # publishes or due for renewal is ordered anew; a current one is kept (so a second deploy
+    # changes nothing).
     order = (
         lineage is None
         or lineage.names != frozenset(names)
-        or lineage.server != acme.directory_url
+        or lineage.server != account.directory_url
+        or not lineage.current_root
         or not lineage.fresh
     )
+    if lineage is not None and not lineage.current_root:
+        # An ACME server that issues under a new root was reset (the lab's Pebble at each
+        # start): what it issued before and the account certbot registered are gone with it.
+        server.shell(
+            name="Forget the certificate and account of the ACME server's earlier root",
+            commands=[
+                f"flock {acme.CERTBOT_LOCK} certbot delete --non-interactive"
+                f" --cert-name {certificates.ACME_CERT_NAME}",
+                f"rm -rf /etc/letsencrypt/accounts/{urlsplit(account.directory_url).netloc}",
+            ],
+        )
     if order:
         server.shell(
             name=f"Order a certificate for {', '.join(names)}",
             commands=[
-                "certbot certonly --non-interactive --agree-tos"
-                f" --email {acme.contact_email} --server {acme.directory_url}"
-                f" --webroot --webroot-path {tls.ACME_WEBROOT}"
-                f" --cert-name {tls.ACME_CERT_NAME} --domains {','.join(names)}"
-                f" --deploy-hook {tls.INSTALL_SCRIPT} --force-renewal"
+                f"flock {acme.CERTBOT_LOCK} certbot certonly --non-interactive --agree-tos"
+                f" --email {account.contact_email} --server {account.directory_url}"
+                f" --webroot --webroot-path {certificates.ACME_WEBROOT}"
+                f" --cert-name {certificates.ACME_CERT_NAME} --domains {','.join(names)}"
+                f" --deploy-hook {certificates.INSTALL_SCRIPT} --force-renewal"
             ],
         )
     elif not lineage.installed:
         server.shell(
             name="Install the current certificate and reload its services",
-            commands=[f"{tls.INSTALL_SCRIPT} {live_dir}"],
+            commands=[f"{certificates.INSTALL_SCRIPT} {live_dir}"],
         )
     if order or lineage.renew_before_expiry != window:
         # certbot keeps this line across renewals; it writes it commented out with a new order.

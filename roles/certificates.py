@@ -1,8 +1,8 @@
-"""The certificate each host's services read, at mailstack.tls's paths, before they start.
+"""The certificate each host's services read, at mailstack.services.certificates.s paths, before they start.
 
 With ACME (roles/acme.py obtains and renews it later in the deploy) a host starts with a
 self-signed certificate for its names, so Postfix and Dovecot can start before the first order
-succeeds. With tls.mode 'provided' the operator's files are uploaded and installed instead.
+succeeds. With certificates.mode 'provided' the operator's files are uploaded and installed instead.
 Either way one script installs a certificate and reloads the services that use it.
 """
 
@@ -11,54 +11,52 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.facts.files import File, Sha256File
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import files, server
 
-from mailstack import tls
-from mailstack.deploying import settings
+from mailstack.deploy.kit import install, packages, target
 from mailstack.facts import UntrustedLocalCAs
+from mailstack.services import certificates
 
-config = settings(host)
-roles = host.data.roles
-names = tls.certificate_names(config, roles)
+deployment, me = target()
+config = deployment.settings
+names = certificates.certificate_names(config, me.roles)
 
-apt.packages(
-    name="Install OpenSSL", packages=["openssl", "ca-certificates"], update=True, cache_time=3600
-)
+packages("OpenSSL", ["openssl", "ca-certificates"])
 # The lab places its CA here for the ACME server's API; production trusts the public web PKI.
 if host.get_fact(UntrustedLocalCAs):
     server.shell(
         name="Trust the local certificate authorities", commands=["update-ca-certificates"]
     )
-files.directory(name="Create the certificate directory", path=tls.TLS_DIR, mode="755")
-files.template(
-    name="Install the script that installs certificates and reloads their services",
-    src="templates/certificates/usr/local/sbin/mailstack-install-certificate.j2",
-    dest=tls.INSTALL_SCRIPT,
-    mode="755",
-    certificate=tls.CERTIFICATE,
-    private_key=tls.PRIVATE_KEY,
-    services=tls.services_using_certificate(roles),
-    acme=config.tls.mode == "acme",
-)
+files.directory(name="Create the certificate directory", path=certificates.TLS_DIR, mode="755")
+for script in certificates.config_files(deployment, me):
+    install(script, "certificates")
 
 if config.tls.mode == "provided":
     provided = config.tls.provided
     # (upload as, installed at, from, its settings field, mode)
     uploads = [
-        ("fullchain.pem", tls.CERTIFICATE, provided.certificate_path, "certificate_path", "644"),
-        ("privkey.pem", tls.PRIVATE_KEY, provided.key_path, "key_path", "600"),
+        (
+            "fullchain.pem",
+            certificates.CERTIFICATE,
+            provided.certificate_path,
+            "certificate_path",
+            "644",
+        ),
+        ("privkey.pem", certificates.PRIVATE_KEY, provided.key_path, "key_path", "600"),
     ]
     for _filename, _installed, source, field, _mode in uploads:
         if not Path(source).is_file():
-            raise SystemExit(f"tls.provided.{field}: no such file here: {source}")
+            raise SystemExit(f"certificates.provided.{field}: no such file here: {source}")
     files.directory(
-        name="Create the directory of the provided certificate", path=tls.PROVIDED_DIR, mode="700"
+        name="Create the directory of the provided certificate",
+        path=certificates.PROVIDED_DIR,
+        mode="700",
     )
     for filename, _installed, source, _field, mode in uploads:
         files.put(
             name=f"Upload the provided {filename}",
             src=source,
-            dest=f"{tls.PROVIDED_DIR}/{filename}",
+            dest=f"{certificates.PROVIDED_DIR}/{filename}",
             mode=mode,
         )
     if any(
@@ -68,16 +66,16 @@ if config.tls.mode == "provided":
     ):
         server.shell(
             name="Install the provided certificate and reload its services",
-            commands=[f"{tls.INSTALL_SCRIPT} {tls.PROVIDED_DIR}"],
+            commands=[f"{certificates.INSTALL_SCRIPT} {certificates.PROVIDED_DIR}"],
         )
-elif names and not host.get_fact(File, path=tls.CERTIFICATE):
+elif names and not host.get_fact(File, path=certificates.CERTIFICATE):
     subject_names = ",".join(f"DNS:{name}" for name in names)
     server.shell(
         name="Create a bootstrap certificate until ACME issues one",
         commands=[
             f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 "
             f"-subj /CN={names[0]} -addext subjectAltName={subject_names} "
-            f"-keyout {tls.PRIVATE_KEY} -out {tls.CERTIFICATE}",
-            f"chmod 600 {tls.PRIVATE_KEY}",
+            f"-keyout {certificates.PRIVATE_KEY} -out {certificates.CERTIFICATE}",
+            f"chmod 600 {certificates.PRIVATE_KEY}",
         ],
     )

@@ -1,102 +1,52 @@
-"""Dovecot 2.4 on the mailstore pair: IMAP, POP3, ManageSieve, LMTP and SASL for Postfix.
+"""Dovecot 2.4 on the mailstore pair: IMAP, POP3, ManageSieve, LMTP and SASL for Postfix, the
+users' settings scripts from the account data, doveadm's HTTP API for the panel, and the
+clean-up job of removed mailboxes' mail (mailstack.services.dovecot). Its mail lives on the mail
+volume (roles/volumes.py keeps it from starting anywhere the volume is not mounted); the job's
+code and venv come from roles/venv.py."""
 
-Both nodes carry the identical configuration and keep all mail under one mount point (the
-mail volume that moves to the survivor), so whichever node holds the volume can serve.
-"""
+from pyinfra.operations import files, server
 
-from pyinfra import host, inventory
-from pyinfra.operations import apt, files, server, systemd
+from mailstack.deploy.kit import configure, name_hosts, packages, target
+from mailstack.services import dovecot
 
-from mailstack import database, tls
-from mailstack.deploying import (
-    LMTP_USER_CONCURRENCY,
-    MAILSTORE_SASL_PORT,
-    group_hosts,
-    load_balancer_ips,
-    secrets,
-    settings,
+deployment, me = target()
+
+clustered = deployment.clustered("mailstore")
+# On the pair only the cluster starts Dovecot, where the mail volume is mounted.
+packages("Dovecot", dovecot.PACKAGES, held=[dovecot.UNIT] if clustered else [])
+server.group(
+    name="Create the vmail group", group=dovecot.VMAIL_USER, system=True, gid=dovecot.VMAIL_UID
 )
-
-config = settings(host)
-db_hosts = [member["private_ip"] for member in group_hosts(inventory, "db")]
-MAIL_ROOT = "/srv/mail"
-# Fixed, so the files on the mail volume belong to the same user on either node.
-VMAIL_UID = 5000
-
-apt.packages(
-    name="Install Dovecot",
-    packages=[
-        "dovecot-core",
-        "dovecot-imapd",
-        "dovecot-pop3d",
-        "dovecot-lmtpd",
-        "dovecot-pgsql",
-        "dovecot-sieve",
-        "dovecot-managesieved",
-    ],
-    update=True,
-    cache_time=3600,
-)
-
-server.group(name="Create the vmail group", group="vmail", system=True, gid=VMAIL_UID)
 server.user(
     name="Create the vmail user that owns all mail",
-    user="vmail",
-    uid=VMAIL_UID,
-    group="vmail",
-    home=MAIL_ROOT,
+    user=dovecot.VMAIL_USER,
+    uid=dovecot.VMAIL_UID,
+    group=dovecot.VMAIL_USER,
+    home=dovecot.MAIL_ROOT,
     shell="/usr/sbin/nologin",
     system=True,
     create_home=False,
 )
 files.directory(
-    name="Create the mail root", path=MAIL_ROOT, user="vmail", group="vmail", mode="750"
+    name="Create the mail root",
+    path=dovecot.MAIL_ROOT,
+    user=dovecot.VMAIL_USER,
+    group=dovecot.VMAIL_USER,
+    mode="750",
 )
 
-auth_sql = files.template(
-    name="Look up passwords and users in PostgreSQL",
-    src="templates/dovecot/etc/dovecot/conf.d/auth-sql.conf.ext.j2",
-    dest="/etc/dovecot/conf.d/auth-sql.conf.ext",
-    user="root",
-    group="dovecot",
-    mode="640",
-    db_hosts=db_hosts,
-    db_port=database.PORT,
-    db_name=database.DATABASE,
-    db_user=database.LOOKUP_USER,
-    db_password=secrets(host).get("db_lookup_password"),
-    mail_root=MAIL_ROOT,
-)
-quota_mib = config.mail.default_quota_mib
-dovecot_conf = files.template(
-    name="Configure Dovecot",
-    src="templates/dovecot/etc/dovecot/dovecot.conf.j2",
-    dest="/etc/dovecot/dovecot.conf",
-    user="root",
-    group="dovecot",
-    mode="640",
-    private_ip=host.data.private_ip,
-    load_balancer_ips=load_balancer_ips(host),
-    mail_root=MAIL_ROOT,
-    vmail_uid=VMAIL_UID,
-    tls_certificate=tls.CERTIFICATE,
-    tls_key=tls.PRIVATE_KEY,
-    default_quota=f"{quota_mib}M" if quota_mib else "unlimited",
-    quota_tempfail=config.mail.quota_exceeded == "defer",
-    sasl_port=MAILSTORE_SASL_PORT,
-    lmtp_user_concurrency=LMTP_USER_CONCURRENCY,
-    primary_domain=config.environment.primary_domain,
-)
+mx_name = name_hosts(dovecot.MX_NAME, deployment.addresses("mx"), "the mx hosts for Sieve's mail")
 
-# The first node holds the mail volume and serves; the other stands by with Dovecot stopped
-# until a failover moves the volume and starts it there.
-active = host.data.name == group_hosts(inventory, "mailstore")[0]["name"]
-systemd.service(
-    name="Run Dovecot on the active node only", service="dovecot", running=active, enabled=active
+# On the pair, the cluster runs Dovecot on the node that holds the mail volume
+# (roles/pacemaker.py); a change reaches it there. The single profile's host runs it itself.
+configure(
+    dovecot.UNIT,
+    dovecot.service_files(deployment, me) + dovecot.stale_lock_files(),
+    check=dovecot.CHECK,
+    running=None if clustered else True,
+    watch=[mx_name],
 )
-systemd.service(
-    name="Restart Dovecot for its new configuration",
-    service="dovecot",
-    restarted=True,
-    _if=lambda: active and (dovecot_conf.did_change() or auth_sql.did_change()),
+# On both nodes: the job itself runs only where Dovecot is active, so it follows a failover.
+configure(
+    f"{dovecot.PURGE_UNIT}.timer", dovecot.purge_files(deployment, me), check=dovecot.PURGE_CHECK
 )

@@ -1,61 +1,45 @@
-"""The control panel (Django) on the web hosts: configuration, the `mailstack-panel` command
-(manage.py with its configuration), and the database migrations, run from the first web host.
-Its code and venv come from roles/venv.py."""
+"""The control panel (Django) on the web hosts: gunicorn on loopback under a sandboxed unit, its
+configuration and the `mailstack-panel` command, the static files nginx serves, and the database
+migrations, run once per deploy from the first web host (mailstack.services.panel). Its code and
+venv come from roles/venv.py; nginx in front of it from roles/nginx.py.
+"""
 
-from io import StringIO
-
-from pyinfra import host, inventory
+from pyinfra import host
+from pyinfra.facts.files import Directory
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
-from mailstack import database
-from mailstack.deploying import (
-    APP_SOURCE,
-    APP_VENV,
-    code_version,
-    group_hosts,
-    secrets,
-    settings,
-)
+from mailstack.deploy.kit import configure, name_hosts, target
+from mailstack.services import dovecot, panel
 
-config = settings(host)
-db_hosts = [member["private_ip"] for member in group_hosts(inventory, "db")]
+deployment, me = target()
 
 files.directory(name="Create the configuration directory", path="/etc/mailstack", mode="755")
-policy = files.put(
-    name="Write the mail policies the panel applies (quota, limit classes)",
-    src=StringIO(config.mail.model_dump_json(indent=2) + "\n"),
-    dest="/etc/mailstack/mail-policy.json",
-    mode="644",
+# The whole platform settings replaced the mail policy file (MAILPANEL_PLATFORM_SETTINGS).
+files.file(name="No mail policy file", path="/etc/mailstack/mail-policy.json", present=False)
+# The doveadm HTTP API answers on the active mailstore node only; both addresses carry the name.
+mailstore_name = name_hosts(
+    dovecot.SERVICE_NAME, deployment.addresses("mailstore"), "the mailstore pair"
 )
-environment = files.template(
-    name="Configure the panel",
-    src="templates/panel/etc/mailstack/panel.env.j2",
-    dest="/etc/mailstack/panel.env",
-    mode="600",
-    code_version=code_version(),
-    app_source=APP_SOURCE,
-    db_hosts=db_hosts,
-    db_port=database.PORT,
-    db_name=database.DATABASE,
-    db_user=database.PANEL_USER,
-    db_password=secrets(host).get("db_panel_password"),
-    lookup_role=database.LOOKUP_USER,
-    secret_key=secrets(host).get("panel_secret_key"),
-)
-files.template(
-    name="Install the mailstack-panel command",
-    src="templates/panel/usr/local/bin/mailstack-panel.j2",
-    dest="/usr/local/bin/mailstack-panel",
-    mode="755",
-    app_source=APP_SOURCE,
-    app_venv=APP_VENV,
+installed = configure(
+    panel.UNIT, panel.config_files(deployment, me), check=panel.CHECK, watch=[mailstore_name]
 )
 
-# Migrations change only with the code, which the environment file's version follows.
-if host.data.name == group_hosts(inventory, "web")[0]["name"]:
+# The static files change only with the code, which the environment file's version follows.
+new_static = host.get_fact(Directory, path=panel.STATIC_ROOT) is None
+server.shell(
+    name="Collect the panel's static files for nginx",
+    commands=[
+        f"install -d -m 755 {panel.STATIC_ROOT}",
+        f"{panel.COMMAND} collectstatic --noinput --clear --verbosity 0",
+        f"chmod -R a+rX {panel.STATIC_ROOT}",
+    ],
+    _if=lambda: new_static or any_changed(*installed)(),
+)
+# Migrations change only with the code too; one node runs them.
+if me.name == deployment.first("web").name:
     server.shell(
         name="Migrate the account database",
-        commands=["mailstack-panel migrate --noinput"],
-        _if=any_changed(environment, policy),
+        commands=[panel.wait_for_database(), f"{panel.COMMAND} migrate --noinput"],
+        _if=any_changed(*installed),
     )
