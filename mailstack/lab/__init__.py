@@ -4,8 +4,10 @@
 docs/lab.md for how it maps to production.
 """
 
-from mailstack.lab.lab import Lab, LabHost, LabState
+from mailstack.lab.hosts import LabHost
+from mailstack.lab.lab import Lab
 from mailstack.lab.settings import LabSettings
+from mailstack.lab.state import LabState
 from mailstack.lab.system import LabError
 
 __all__ = ["Lab", "LabError", "LabHost", "LabSettings", "LabState"]

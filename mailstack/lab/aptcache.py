@@ -6,13 +6,10 @@ next lab of that name installs packages without downloading them again.
 """
 
 import shutil
-import socket
-import subprocess
-import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from mailstack.lab.system import Cgroup, LabError
+from mailstack.lab.system import Cgroup, start_listener
 
 CACHE = Path("/var/cache/mailstack/apt-cacher-ng")
 
@@ -44,27 +41,14 @@ PassThroughPattern: .*
 ExThreshold: 4
 """
     )
-    group.create()
-    with open(logs / "console.log", "ab") as console:
-        subprocess.Popen(
-            ["apt-cacher-ng", "-c", str(config), "ForeGround=1"],
-            stdin=subprocess.DEVNULL,
-            stdout=console,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=group.enter,
-        )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((str(address), port), timeout=0.5).close()
-            return
-        except OSError:
-            if not group.populated():
-                break
-            time.sleep(0.1)
-    tail = (logs / "console.log").read_text(errors="replace")[-2000:]
-    raise LabError(f"apt-cacher-ng did not start on {address}:{port}:\n{tail}")
+    start_listener(
+        ["apt-cacher-ng", "-c", str(config), "ForeGround=1"],
+        group,
+        logs / "console.log",
+        address,
+        port,
+        "apt-cacher-ng",
+    )
 
 
 def stop(lab: str) -> None:

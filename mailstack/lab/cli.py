@@ -4,23 +4,19 @@ import argparse
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-from mailstack.lab.lab import REPOSITORY, Lab
+from mailstack.lab import report
+from mailstack.lab.lab import Lab
 from mailstack.lab.system import LabError
 from mailstack.settings import SettingsError
 
 
 def deploy(lab: Lab) -> None:
-    """Apply every role to the lab's hosts with pyinfra (deploy.py, by inventory group)."""
-    pyinfra = Path(sys.executable).with_name("pyinfra")
-    result = subprocess.run(
-        [str(pyinfra), "-y", "inventory/lab.py", "deploy.py"],
-        cwd=REPOSITORY,
-        env={**os.environ, "MAILSTACK_LAB": lab.name},
-    )
-    if result.returncode != 0:
-        raise LabError(f"pyinfra deploy on lab {lab.name} failed (exit {result.returncode})")
+    """Apply every role to the lab's hosts (mailstack.deploy.runner)."""
+    from mailstack.deploy import runner
+
+    if runner.run(lab.inventory_file).returncode != 0:
+        raise LabError(f"the deploy of lab {lab.name} failed (pyinfra's output above)")
 
 
 def endpoints(lab: Lab) -> list[str]:
@@ -96,7 +92,7 @@ def _up(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def _status(lab: Lab, _args: argparse.Namespace) -> int:
-    rows = lab.status()
+    rows = report.status(lab)
     columns = ("host", "roles", "addresses", "link", "system", "memory_mib")
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns))
@@ -113,9 +109,39 @@ def _ssh(lab: Lab, args: argparse.Namespace) -> int:
     os.execvp(command[0], command)
 
 
+def _fault(lab: Lab, args: argparse.Namespace) -> int:
+    """One fault primitive (mailstack.lab.faults) on the lab's hosts, as the drills use them."""
+    faults, hosts = lab.faults, args.hosts
+    needs = {"partition": 2, "heal": 0, "clear": 0, "drop-packets": 1}.get(args.action, 1)
+    if len(hosts) < needs or (args.action in ("heal",) and len(hosts) not in (0, 2)):
+        raise LabError(f"fault {args.action}: wrong number of hosts: {hosts}")
+    if args.action == "partition":
+        # The first host from each of the others (e.g. the primary from both replicas).
+        for other in hosts[1:]:
+            faults.partition(hosts[0], other)
+    elif args.action == "heal":
+        faults.heal(*hosts)
+    elif args.action == "clear":
+        faults.clear()
+    elif args.action == "drop-packets":
+        faults.drop_packets(hosts[0], args.percent)
+    else:
+        action = getattr(faults, args.action.replace("-", "_"))
+        for host in hosts:
+            action(host)
+    print(f"lab {lab.name}: {args.action} {' '.join(hosts)}".rstrip())
+    return 0
+
+
+FAULTS = (
+    "kill", "start", "restart", "freeze", "thaw", "cut-link", "restore-link",
+    "partition", "heal", "drop-packets", "clear",
+)  # fmt: skip
+
+
 def _down(lab: Lab, _args: argparse.Namespace) -> int:
     lab.down()
-    left = lab.leftovers()
+    left = report.leftovers(lab)
     if left:
         print(f"lab {lab.name}: left behind: {'; '.join(left)}", file=sys.stderr)
         return 1
@@ -152,3 +178,13 @@ def register(commands) -> None:
     ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run")
     ssh.set_defaults(lab_func=_ssh)
     sub.add_parser("down", help="remove everything the lab created").set_defaults(lab_func=_down)
+    fault = sub.add_parser(
+        "fault",
+        help="inject or lift a fault (docs/lab.md#faults): kill|start|restart|freeze|thaw "
+        "HOST...; cut-link|restore-link HOST...; partition HOST OTHER... (HOST from each "
+        "other); heal [A B]; drop-packets HOST --percent N; clear",
+    )
+    fault.add_argument("action", choices=FAULTS)
+    fault.add_argument("hosts", nargs="*", help="host names, e.g. db1 or lab-db1")
+    fault.add_argument("--percent", type=int, default=0, help="for drop-packets (0 lifts it)")
+    fault.set_defaults(lab_func=_fault)

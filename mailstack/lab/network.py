@@ -67,8 +67,9 @@ def link_is_up(name: str) -> bool:
     return "UP" in json.loads(result.stdout)[0].get("flags", [])
 
 
-def apply_guard(lab: str, bridge: str, apt_cache_port: int) -> None:
-    """Hosts reach the machine only for apt-cacher-ng, and nothing beyond the bridge."""
+def apply_guard(lab: str, bridge: str, ports: list[int]) -> None:
+    """Hosts reach the machine only on `ports` (apt-cacher-ng, the cloud API), and nothing
+    beyond the bridge."""
     table = table_name(lab)
     ruleset = f"""
 table inet {table}
@@ -77,7 +78,7 @@ table inet {table} {{
     chain input {{
         type filter hook input priority 0; policy accept;
         iifname "{bridge}" ct state established,related accept
-        iifname "{bridge}" tcp dport {apt_cache_port} accept
+        iifname "{bridge}" tcp dport {{ {", ".join(str(port) for port in ports)} }} accept
         iifname "{bridge}" meta l4proto icmp accept
         iifname "{bridge}" drop
     }}

@@ -5,6 +5,7 @@ They live in the lab's stack file beside `mailstack:settings`, under the config 
 the bridge's address range, the load-balancer and "internet" hosts, the foreign zones.
 """
 
+import re
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -93,8 +94,29 @@ class LabSettings(Model):
         "internet.test",
         description="Zone naming the internet's services: ns.<zone> (DNS), acme.<zone> (Pebble).",
     )
+    reseller_zone: FQDN = Field(
+        "resellers.test",
+        description="A zone in which every name points at the HTTP load balancer, as a "
+        "reseller points its own panel and webmail host names at the platform: resellers in "
+        "the lab take their white-label host names from it.",
+    )
     apt_cache_port: int = Field(
         3142, ge=1024, le=65535, description="Port of the lab's apt-cacher-ng on the bridge."
+    )
+    cloud_api_port: int = Field(
+        8480,
+        ge=1024,
+        le=65535,
+        description="Port of the lab's Hetzner Cloud API (the subset failover uses) on the "
+        "bridge address; clients take http://<bridge address>:<port>/v1 as their endpoint.",
+    )
+    alert_webhook_port: int = Field(
+        8481,
+        ge=1024,
+        le=65535,
+        description="Port on the bridge address where the lab's alert tests receive "
+        "Alertmanager's webhook: the lab's settings send monitoring.notifications.webhook_urls "
+        "there (nothing listens between tests; Alertmanager retries).",
     )
     boot_timeout_seconds: int = Field(
         90, ge=5, le=900, description="How long a host may take from start to SSH-ready."
@@ -104,6 +126,9 @@ class LabSettings(Model):
     def _addresses_differ(self) -> "LabSettings":
         if self.internet_offset == self.listed_offset:
             raise ValueError("internet_offset and listed_offset must differ")
+        ports = (self.apt_cache_port, self.cloud_api_port, self.alert_webhook_port)
+        if len(set(ports)) != len(ports):
+            raise ValueError("apt_cache_port, cloud_api_port and alert_webhook_port must differ")
         if not self.address_pool.is_private or self.address_pool.prefixlen > 24:
             raise ValueError(f"address_pool {self.address_pool} must be a private range of /24s")
         return self
@@ -128,3 +153,14 @@ def load_lab_settings(path: str | Path) -> LabSettings:
             for item in error.errors()
         ]
         raise SettingsError(str(path), problems) from None
+
+
+def validate_name(name: str) -> str:
+    if not re.fullmatch(LAB_NAME_PATTERN, name):
+        from mailstack.lab.system import LabError
+
+        raise LabError(
+            f"lab name {name!r}: 1-11 lower-case letters and digits, starting with a letter "
+            "(it names the bridge, msl-<name>)"
+        )
+    return name

@@ -3,6 +3,7 @@
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ TOOLS = {
     "ip": "iproute2",
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
+    "losetup": "mount",
+    "mkfs.ext4": "e2fsprogs",
 }
 
 
@@ -80,13 +83,15 @@ def unified_hierarchy() -> Path | None:
 
 
 def hierarchies() -> list[Path]:
-    """Every hierarchy a host's processes join: v2, plus v1's systemd and memory where mounted.
+    """Every hierarchy a host's processes join: v2, plus v1's systemd, memory and devices where
+    mounted.
 
-    systemd-nspawn expects its own cgroup in each hierarchy the container's systemd uses, and
-    the v1 memory controller is where a hybrid machine accounts memory per host.
+    systemd-nspawn expects its own cgroup in each hierarchy the container's systemd uses, the v1
+    memory controller is where a hybrid machine accounts memory per host, and the v1 devices
+    controller decides which block devices (the lab's volumes) a host may open.
     """
     found = [unified_hierarchy()]
-    for name in ("systemd", "memory"):
+    for name in ("systemd", "memory", "devices"):
         path = CGROUP_ROOT / name
         if _fs_type(path) == "cgroup":
             found.append(path)
@@ -172,6 +177,34 @@ class Cgroup:
                     directory.rmdir()
 
 
+def start_listener(
+    command: list[str], group: Cgroup, log: Path, address, port: int, what: str
+) -> None:
+    """Start a lab service on the machine in its own cgroup, output to `log`; return once it
+    accepts connections on address:port (15 s at most; else LabError with the log's tail)."""
+    group.create()
+    with open(log, "ab") as output:
+        subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=group.enter,
+        )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((str(address), port), timeout=0.5).close()
+            return
+        except OSError:
+            if not group.populated():
+                break
+            time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-2000:]
+    raise LabError(f"{what} did not start on {address}:{port}:\n{tail}")
+
+
 def is_mountpoint(path: Path) -> bool:
     return _fs_type(path) is not None
 
@@ -231,3 +264,38 @@ def release_nspawn_runtime() -> None:
         return
     if is_mountpoint(NSPAWN_RUNTIME):
         unmount(NSPAWN_RUNTIME)
+
+
+def boot_container(
+    root: Path, machine: str, hostname: str, bridge: str, console_log: Path, group: "Cgroup"
+) -> None:
+    """Boot the directory `root` as a container with systemd-nspawn, in `group`, its veth on
+    `bridge`, its console appended to `console_log`. Returns once nspawn runs (not the init)."""
+    command = [
+        "systemd-nspawn",
+        "--quiet",
+        f"--directory={root}",
+        f"--machine={machine}",
+        f"--hostname={hostname}",
+        "--boot",
+        "--register=no",
+        "--keep-unit",
+        "--console=read-only",
+        f"--network-bridge={bridge}",
+        "--resolv-conf=off",
+        "--timezone=off",
+        "--link-journal=no",
+        "--",
+        "--show-status=yes",
+    ]
+    with open(console_log, "ab") as console:
+        console.write(f"\n--- start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+        console.flush()
+        subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=group.enter,
+        )

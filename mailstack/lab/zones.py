@@ -8,7 +8,10 @@ from ipaddress import IPv4Address
 
 from mailstack.dkim import DkimKey
 from mailstack.dnsrecords import AddressPair, PublicAddresses, plan_records, txt
-from mailstack.topology import plan_hosts, plan_load_balancers
+from mailstack.settings.plan import plan_hosts, plan_load_balancers
+
+REFUSED_QUERY_ADDRESS = IPv4Address("192.0.2.254")
+"""A client address (TEST-NET-1) the lab's DNS blocklist answers with an error code for."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,15 @@ class Zone:
         """Changes exactly when the records change, so redeploying the same zone is a no-op."""
         text = "\n".join(f"{r.name} {r.type} {r.value}" for r in self.records)
         return zlib.crc32(text.encode()) % 2**31 + 1
+
+    @property
+    def origin(self) -> str:
+        """The zone's absolute name ('.' for the root)."""
+        return f"{self.name}." if self.name else "."
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name or 'root'}.zone"
 
     def relative(self, name: str) -> str:
         return "@" if name == self.name else name.removesuffix(f".{self.name}")
@@ -69,9 +81,14 @@ def lab_zones(settings, state, dkim_keys: Sequence[DkimKey] = ()) -> list[Zone]:
     records.append(Record(f"ns.{lab.services_domain}", "A", str(state.internet_address)))
     records.append(Record(f"acme.{lab.services_domain}", "A", str(state.internet_address)))
 
+    # Resellers point their own panel and webmail names at the platform's HTTP balancer.
+    records.append(Record(f"*.{lab.reseller_zone}", "A", str(balancers["http"])))
+
     peer = lab.peer_domain
     records.append(Record(peer, "MX", f"10 mx.{peer}."))
-    spf = f"v=spf1 ip4:{state.internet_address} ip4:{state.listed_address} -all"
+    # The peer provider sends from the internet host's addresses and from the machine running the
+    # lab (whose tests speak SMTP as one of the peer's hosts); nothing else may use its name.
+    spf = f"v=spf1 ip4:{state.internet_address} ip4:{state.listed_address} ip4:{state.gateway} -all"
     records.append(Record(peer, "TXT", txt(spf)))
     a(f"mx.{peer}", state.internet_address)
     a(f"spam.{peer}", state.listed_address)
@@ -81,6 +98,10 @@ def lab_zones(settings, state, dkim_keys: Sequence[DkimKey] = ()) -> list[Zone]:
         name = f"{listed.reverse_pointer.removesuffix('.in-addr.arpa')}.{lab.dnsbl_zone}"
         records.append(Record(name, "A", "127.0.0.2"))
         records.append(Record(name, "TXT", txt("listed by the mailstack lab test DNSBL")))
+    # An address whose query the list refuses, as Spamhaus answers queries from public
+    # resolvers: an error answer, not a listing.
+    refused = f"{REFUSED_QUERY_ADDRESS.reverse_pointer.removesuffix('.in-addr.arpa')}"
+    records.append(Record(f"{refused}.{lab.dnsbl_zone}", "A", "127.255.255.254"))
     # Domain lists are asked for a link's domain under their zone.
     records.append(Record(f"{lab.listed_link_domain}.{lab.dnsbl_zone}", "A", "127.0.0.2"))
 
@@ -89,7 +110,14 @@ def lab_zones(settings, state, dkim_keys: Sequence[DkimKey] = ()) -> list[Zone]:
     for address, name in sorted(ptr.items()):
         records.append(Record(address.reverse_pointer, "PTR", f"{name}."))
 
-    zone_names = [*env.mail_domains, lab.services_domain, peer, lab.dnsbl_zone, reverse_zone]
+    zone_names = [
+        *env.mail_domains,
+        lab.services_domain,
+        lab.reseller_zone,
+        peer,
+        lab.dnsbl_zone,
+        reverse_zone,
+    ]
     zone_names = list(dict.fromkeys(zone_names))
     by_zone: dict[str, list[Record]] = {name: [] for name in zone_names}
     for record in records:
@@ -97,4 +125,6 @@ def lab_zones(settings, state, dkim_keys: Sequence[DkimKey] = ()) -> list[Zone]:
         owners = [z for z in zone_names if record.name == z or record.name.endswith(f".{z}")]
         if owners:
             by_zone[max(owners, key=len)].append(record)
-    return [Zone(name, tuple(by_zone[name])) for name in zone_names]
+    # The root, empty: any other name does not exist (NXDOMAIN), as on the internet, instead of
+    # a refused query that resolvers report as a failure.
+    return [Zone(name, tuple(by_zone[name])) for name in zone_names] + [Zone("", ())]
