@@ -5,6 +5,8 @@ Postfix, Dovecot and the policy service never read these tables: they read the v
 """
 
 import re
+import secrets
+import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -47,6 +49,12 @@ class Reseller(models.Model):
     name = models.SlugField(max_length=64, unique=True, help_text="Short unique name.")
     brand_name = models.CharField(max_length=200, help_text="Name shown in panel and webmail.")
     logo_url = models.URLField(blank=True, help_text="Logo shown in panel and webmail.")
+    logo_image = models.BinaryField(
+        null=True,
+        blank=True,
+        help_text="An uploaded logo (PNG, JPEG, GIF or WebP); wins over logo_url.",
+    )
+    logo_content_type = models.CharField(max_length=32, blank=True)
     primary_colour = models.CharField(
         max_length=7, default="#1f4e79", validators=[_check_colour], help_text="#rrggbb"
     )
@@ -86,9 +94,45 @@ class Reseller(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """A host name belongs to one reseller, as panel or webmail name, never the platform's."""
+        errors = {}
+        names = {f: getattr(self, f) for f in ("panel_hostname", "webmail_hostname")}
+        for field, name in names.items():
+            if not name:
+                continue
+            if name in settings.MAILPANEL_PLATFORM_HOSTS:
+                errors[field] = f"{name} is one of the platform's own host names"
+                continue
+            claimed = Reseller.objects.filter(Q(panel_hostname=name) | Q(webmail_hostname=name))
+            if claimed.exclude(pk=self.pk).exists():
+                errors[field] = f"{name} is already used by another reseller"
+        if names["panel_hostname"] and names["panel_hostname"] == names["webmail_hostname"]:
+            errors.setdefault("webmail_hostname", "must differ from the panel host name")
+        if errors:
+            raise ValidationError(errors)
+
+
+def new_verification_token() -> str:
+    """The value a domain's owner publishes to prove control (128 random bits, hex)."""
+    return secrets.token_hex(16)
+
+
+class Ownership(models.TextChoices):
+    """How control of a domain was established; only a proven domain takes mail."""
+
+    PENDING = "pending", "not proven yet"
+    DNS = "dns", "proven by a DNS TXT record"
+    OPERATOR = "operator", "vouched for by the operator"
+
 
 class Domain(models.Model):
-    """A mail domain hosted here, owned by one reseller."""
+    """A mail domain hosted here, owned by one reseller.
+
+    It becomes live (the mail services' views show it) once its ownership is proven: by the
+    TXT record `_mailstack-challenge.<name>` holding `verification_token`, or by an operator
+    vouching for it (the operator's own domains, created on the command line).
+    """
 
     name = models.CharField(
         max_length=253,
@@ -104,6 +148,20 @@ class Domain(models.Model):
         validators=[_check_target],
         help_text="Where mail to unknown addresses of the domain goes; empty: rejected.",
     )
+    ownership = models.CharField(
+        max_length=16,
+        choices=Ownership.choices,
+        default=Ownership.PENDING,
+        help_text="How control of the domain was established; 'pending' domains take no mail.",
+    )
+    verification_token = models.CharField(
+        max_length=64,
+        default=new_verification_token,
+        help_text="Published by the owner in TXT _mailstack-challenge.<domain> to prove control.",
+    )
+    ownership_proven = models.DateTimeField(
+        null=True, blank=True, help_text="When ownership was proven or vouched for."
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -113,10 +171,18 @@ class Domain(models.Model):
             models.CheckConstraint(
                 condition=Q(name=models.functions.Lower("name")), name="domain_lower"
             ),
+            models.CheckConstraint(
+                condition=Q(ownership__in=Ownership.values), name="domain_ownership_known"
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def live(self) -> bool:
+        """Whether the mail services see the domain (enabled, proven, reseller enabled)."""
+        return self.enabled and self.ownership != Ownership.PENDING and self.reseller.enabled
 
 
 class HostedAddress(models.Model):
@@ -143,9 +209,23 @@ class HostedAddress(models.Model):
 
 
 class Mailbox(HostedAddress):
-    """A mailbox users log in to (IMAP, POP3, submission) and mail is delivered into."""
+    """A mailbox users log in to (IMAP, POP3, submission) and mail is delivered into.
+
+    Its mail lives below `home` on the mail volume, a path unique to this mailbox's life
+    (`<domain>/<local_part>.<storage_id>`): a mailbox removed and created again under the same
+    address starts empty and never sees the old one's mail (see RemovedMailbox).
+    """
 
     domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="mailboxes")
+    storage_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, help_text="Identity of its storage."
+    )
+    home = models.CharField(
+        max_length=400,
+        unique=True,
+        editable=False,
+        help_text="Its directory below the mail root; never reused after removal.",
+    )
     password_hash = models.CharField(
         max_length=255, help_text="Dovecot password field, e.g. {ARGON2ID}$argon2id$..."
     )
@@ -197,9 +277,26 @@ class Mailbox(HostedAddress):
             models.CheckConstraint(
                 condition=Q(password_hash__startswith="{"), name="mailbox_password_has_scheme"
             ),
+            models.CheckConstraint(
+                condition=Q(home__regex=r"^[a-z0-9][a-z0-9.-]*/[a-z0-9][a-z0-9._-]*$"),
+                name="mailbox_home_relative",
+            ),
         ]
 
+    def _assign_home(self) -> None:
+        if not self.home and self.domain_id and self.local_part:
+            self.home = f"{self.domain.name}/{self.local_part}.{self.storage_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        adding = self._state.adding
+        self._assign_home()
+        super().save(*args, **kwargs)
+        if adding:
+            # Every mailbox has its settings row, so the defaults apply from the start.
+            MailboxSettings.objects.create(mailbox=self)
+
     def clean(self) -> None:
+        self._assign_home()
         classes = settings.MAILPANEL_MAIL_POLICY.outbound_limit.classes
         if self.outbound_limit_class and self.outbound_limit_class not in classes:
             known = ", ".join(sorted(classes)) or "none"
@@ -260,3 +357,9 @@ class ForwardingTarget(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+
+# The other account records, in modules of their own; imported so Django registers them.
+from accounts.audit import AuditEntry  # noqa: E402, F401
+from accounts.lifecycle import DomainKey, RemovedMailbox  # noqa: E402, F401
+from accounts.usersettings import MailboxSettings  # noqa: E402

@@ -41,3 +41,22 @@ def hash_password(password: str) -> str:
 def generate_password(length: int = 20) -> str:
     """A random password of letters and digits (about 119 bits for 20 characters)."""
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+# A hash of a password nobody has, verified when there is no stored hash, so that a login to
+# an unknown address takes as long as one to a known address.
+_DUMMY = _hasher.hash(generate_password())
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    """Whether `password` matches a stored `{ARGON2ID}` field; False for other schemes/None."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    if stored is None or not stored.startswith(SCHEME):
+        stored_hash = _DUMMY
+    else:
+        stored_hash = stored.removeprefix(SCHEME)
+    try:
+        return _hasher.verify(stored_hash, password) and stored_hash is not _DUMMY
+    except (VerificationError, InvalidHashError):
+        return False

@@ -8,7 +8,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models, transaction
 
+from accounts import dkimstore, operations
 from accounts.addresses import parse_address, parse_domain, parse_target
+from accounts.audit import COMMAND_LINE
 from accounts.models import Domain, Forwarding, Mailbox, Reseller
 
 
@@ -46,16 +48,22 @@ class AccountCommand(BaseCommand):
             )
 
     def save(self, obj: models.Model) -> None:
-        """Validate `obj` completely, then store it; a ValidationError names the field."""
+        """Validate `obj` completely, then store it (audited); a ValidationError names the field."""
+        self.run(operations.save, COMMAND_LINE, obj)
+
+    @staticmethod
+    def run(operation, *args, **kwargs):
+        """An operation of accounts.operations, its ValidationError as a CommandError."""
         try:
-            obj.full_clean()
+            return operation(*args, **kwargs)
+        except dkimstore.SigningStoreError as error:
+            raise field_error("dkim", f"{error}; nothing was changed") from None
         except ValidationError as error:
             if hasattr(error, "error_dict"):
                 field, errors = next(iter(error.message_dict.items()))
                 name = field if field != "__all__" else "value"
                 raise field_error(name, "; ".join(errors)) from None
             raise field_error("value", error) from None
-        obj.save()
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
         """Tab-separated columns under a header line, for people and for `cut`."""

@@ -1,5 +1,8 @@
-"""manage.py domain add|list|change|remove: hosted mail domains and their catch-all."""
+"""manage.py domain add|list|change|remove|verify|vouch: hosted mail domains, their catch-all
+and the proof of their ownership."""
 
+from accounts import dkimstore, dnscheck, operations
+from accounts.audit import COMMAND_LINE
 from accounts.management import base
 from accounts.management.base import AccountCommand, domain, domain_name, field_error, target
 from accounts.models import Domain
@@ -13,7 +16,18 @@ class Command(AccountCommand):
         add.add_argument("name", help="the domain name (IDN allowed)")
         add.add_argument("--reseller", required=True, help="the reseller that owns it")
         add.add_argument("--catch-all", help="address receiving mail to unknown addresses")
+        add.add_argument(
+            "--require-proof", action="store_true",
+            help="take no mail until its owner proves control with a DNS TXT record "
+            "(`domain verify`); without it the operator vouches for the domain",
+        )  # fmt: skip
         self.add_enabled_switch(add, change=False)
+        verify = actions.add_parser(
+            "verify", help="check the ownership proof (TXT _mailstack-challenge.<domain>)"
+        )
+        verify.add_argument("name")
+        vouch = actions.add_parser("vouch", help="vouch for a domain as the operator: it goes live")
+        vouch.add_argument("name")
 
         listing = actions.add_parser("list", help="list domains")
         listing.add_argument("--reseller", help="only this reseller's domains")
@@ -33,31 +47,58 @@ class Command(AccountCommand):
         remove.add_argument("name")
         remove.add_argument(
             "--force", action="store_true",
-            help="also remove its mailboxes and forwardings (stored mail stays on disk)",
+            help="also remove its mailboxes and forwardings (their mail is kept until the "
+            "retention deadline, unreachable)",
         )  # fmt: skip
 
-    def do_add(self, name: str, reseller: str, catch_all: str | None, enabled: bool, **_) -> None:
+    def do_add(
+        self,
+        name: str,
+        reseller: str,
+        catch_all: str | None,
+        enabled: bool,
+        require_proof: bool,
+        **_,
+    ) -> None:
         stored = domain_name(name)
         if Domain.objects.filter(name=stored).exists():
             raise field_error("domain", f"{stored} is already hosted")
         owner = base.reseller(reseller)
-        obj = Domain(name=stored, reseller=owner, enabled=enabled)
-        obj.save()
-        if catch_all:
-            # The catch-all may be an address of the new domain itself, checked once it exists.
-            obj.catch_all = target(catch_all, "catch_all")
-        self.save(obj)
+        # The catch-all may be an address of the new domain itself, checked once it exists.
+        obj = Domain(name=stored, reseller=owner, enabled=enabled, catch_all=catch_all or "")
+        self.run(operations.create_domain, COMMAND_LINE, obj, vouched=not require_proof)
         self.stdout.write(f"added domain {obj.name}")
+        if require_proof:
+            self.stderr.write(
+                f"it takes mail once TXT {dnscheck.challenge_name(obj.name)} holds "
+                f"{obj.verification_token} and `domain verify {obj.name}` has checked it"
+            )
+        if obj.keys.exists() and not dkimstore.configured():
+            self.stderr.write(
+                "MAILPANEL_VALKEY_URL is not set: its DKIM key is kept, but rspamd gets it only "
+                "from `dkim sync` once the store is configured"
+            )
+
+    def do_verify(self, name: str, **_) -> None:
+        obj = domain(name)
+        self.run(operations.prove_ownership, COMMAND_LINE, obj)
+        self.stdout.write(f"domain {obj.name}: ownership proven, it takes mail now")
+
+    def do_vouch(self, name: str, **_) -> None:
+        obj = domain(name)
+        operations.vouch(COMMAND_LINE, obj)
+        self.stdout.write(f"domain {obj.name}: vouched for by the operator, it takes mail now")
 
     def do_list(self, reseller: str | None, **_) -> None:
         domains = Domain.objects.select_related("reseller")
         if reseller:
             domains = domains.filter(reseller=base.reseller(reseller))
         self.table(
-            ["domain", "reseller", "enabled", "mailboxes", "forwardings", "catch_all"],
+            ["domain", "reseller", "enabled", "mailboxes", "forwardings", "catch_all",
+             "ownership"],
             (
                 (d.name, d.reseller.name, d.enabled, d.mailboxes.count(), d.forwardings.count(),
-                 d.catch_all)
+                 d.catch_all, d.ownership)
                 for d in domains
             ),
         )  # fmt: skip
@@ -77,14 +118,10 @@ class Command(AccountCommand):
 
     def do_remove(self, name: str, force: bool, **_) -> None:
         obj = domain(name)
-        mailboxes, forwardings = obj.mailboxes.count(), obj.forwardings.count()
-        if (mailboxes or forwardings) and not force:
-            raise field_error(
-                "domain",
-                f"{obj.name} still has {mailboxes} mailbox(es) and {forwardings} forwarding(s); "
-                "remove them first or use --force",
-            )
-        obj.forwardings.all().delete()
-        obj.mailboxes.all().delete()
-        obj.delete()
+        try:
+            warnings = operations.remove_domain(COMMAND_LINE, obj, force=force)
+        except operations.ValidationError as error:
+            raise field_error("domain", "; ".join(error.messages)) from None
         self.stdout.write(f"removed domain {obj.name}")
+        for warning in warnings:
+            self.stderr.write(warning)

@@ -1,8 +1,10 @@
 """manage.py forwarding add|list|change|remove: addresses whose mail goes on to other addresses."""
 
+from accounts import operations
+from accounts.audit import COMMAND_LINE
 from accounts.management import base
 from accounts.management.base import AccountCommand, field_error, forwarding, hosted_address, target
-from accounts.models import Forwarding, ForwardingTarget, Mailbox
+from accounts.models import Forwarding
 
 
 class Command(AccountCommand):
@@ -34,20 +36,11 @@ class Command(AccountCommand):
         remove.add_argument("address")
 
     def _store(self, obj: Forwarding, targets: list[str]) -> None:
-        if not targets:
-            raise field_error("targets", "a forwarding needs at least one target")
         if obj.address in targets:
             raise field_error(
                 "targets", f"{obj.address} forwards to itself; use --keep-copy instead"
             )
-        if obj.keep_copy and not Mailbox.objects.filter(address=obj.address).exists():
-            raise field_error(
-                "keep_copy", f"{obj.address} has no mailbox to keep a copy in; add one first"
-            )
-        self.save(obj)
-        obj.targets.all().delete()
-        for address in targets:
-            self.save(ForwardingTarget(forwarding=obj, address=address))
+        self.run(operations.save_forwarding, COMMAND_LINE, obj, targets)
 
     def do_add(self, address: str, targets: list[str], keep_copy: bool, enabled: bool, **_) -> None:
         local, dom = hosted_address(address)
@@ -101,7 +94,7 @@ class Command(AccountCommand):
 
     def do_remove(self, address: str, **_) -> None:
         obj = forwarding(address)
-        obj.delete()
+        self.run(operations.delete, COMMAND_LINE, obj)
         self.stdout.write(f"removed forwarding {obj.address}")
 
 

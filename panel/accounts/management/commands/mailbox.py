@@ -1,8 +1,7 @@
 """manage.py mailbox add|list|change|remove: mailboxes, their passwords, quotas and limits."""
 
-from django.core.exceptions import ValidationError
-from django.utils import timezone
-
+from accounts import operations
+from accounts.audit import COMMAND_LINE
 from accounts.management import base
 from accounts.management.base import (
     AccountCommand,
@@ -12,7 +11,7 @@ from accounts.management.base import (
     read_password,
 )
 from accounts.models import Mailbox
-from accounts.passwords import generate_password, hash_password
+from accounts.passwords import generate_password
 
 MIB = 1024 * 1024
 
@@ -70,7 +69,8 @@ class Command(AccountCommand):
         listing = actions.add_parser("list", help="list mailboxes")
         listing.add_argument("--domain", help="only this domain's mailboxes")
         remove = actions.add_parser(
-            "remove", help="remove a mailbox (its stored mail stays on disk)"
+            "remove",
+            help="remove a mailbox (its mail is kept, unreachable, until the retention deadline)",
         )
         remove.add_argument("address")
 
@@ -92,11 +92,7 @@ class Command(AccountCommand):
         """Set a password read or generated; return it if generated."""
         generated = None if from_stdin else generate_password()
         password = read_password(self.stdin) if from_stdin else generated
-        try:
-            obj.password_hash = hash_password(password)
-        except ValidationError as error:
-            raise field_error("password", error) from None
-        obj.password_changed = timezone.now()
+        self.run(operations.set_password, obj, password)
         return generated
 
     def do_add(self, address: str, password_stdin: bool, **options) -> None:
@@ -143,5 +139,8 @@ class Command(AccountCommand):
 
     def do_remove(self, address: str, **_) -> None:
         obj = mailbox(address)
-        obj.delete()
-        self.stdout.write(f"removed mailbox {obj.address}")
+        removed = operations.remove_mailbox(COMMAND_LINE, obj)
+        self.stdout.write(
+            f"removed mailbox {obj.address}; its mail is unreachable now and deleted after "
+            f"{removed.purge_after:%Y-%m-%d %H:%M} UTC"
+        )

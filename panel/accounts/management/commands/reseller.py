@@ -1,5 +1,7 @@
 """manage.py reseller add|list|change|remove: resellers and their white-label branding."""
 
+from accounts import operations
+from accounts.audit import COMMAND_LINE
 from accounts.management.base import AccountCommand, field_error, reseller
 from accounts.models import Reseller
 
@@ -68,12 +70,5 @@ class Command(AccountCommand):
 
     def do_remove(self, name: str, **options) -> None:
         obj = reseller(name)
-        owned = list(obj.domains.values_list("name", flat=True))
-        if owned:
-            raise field_error(
-                "name",
-                f"reseller {name!r} still owns {len(owned)} domain(s): {', '.join(owned)}; "
-                "remove them or give them to another reseller first",
-            )
-        obj.delete()
+        self.run(operations.delete, COMMAND_LINE, obj)
         self.stdout.write(f"removed reseller {name}")

@@ -1,0 +1,115 @@
+"""A mailbox user's own settings, applied by the mail store through Sieve, without the panel.
+
+The settings are kept as fields (what the panel's forms edit) and as the Sieve script they
+make (`sieve_script`, regenerated on every save), which Dovecot's Sieve reads through the view
+`mail.sieve_scripts` (docs/accounts.md, "Sieve"). Forwarding is not here: a user's forwarding
+is a Forwarding of their own address (Postfix applies it, see accounts.models.Forwarding).
+"""
+
+import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+SCRIPT_NAME = "mailstack-settings"
+VACATION_DAYS = 1
+"""A sender gets at most one auto-reply per this many days (Sieve vacation :days)."""
+JUNK_FOLDER = "Junk"
+SPAM_HEADER = ("X-Spam", "Yes")
+"""What rspamd adds to inbound mail at or above the add-header score (templates/rspamd)."""
+
+
+class MailboxSettings(models.Model):
+    """Vacation auto-reply and the spam folder rule of one mailbox."""
+
+    mailbox = models.OneToOneField(
+        "accounts.Mailbox", on_delete=models.CASCADE, primary_key=True, related_name="settings"
+    )
+    vacation_enabled = models.BooleanField(default=False)
+    vacation_subject = models.CharField(max_length=200, blank=True)
+    vacation_body = models.TextField(max_length=4000, blank=True)
+    vacation_start = models.DateField(null=True, blank=True, help_text="First day (inclusive).")
+    vacation_end = models.DateField(null=True, blank=True, help_text="Last day (inclusive).")
+    move_spam_to_junk = models.BooleanField(
+        default=True, help_text=f"File mail marked as spam into the {JUNK_FOLDER} folder."
+    )
+    sieve_script = models.TextField(blank=True, editable=False)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "accounts_mailbox_settings"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(vacation_start__isnull=True)
+                | models.Q(vacation_end__isnull=True)
+                | models.Q(vacation_end__gte=models.F("vacation_start")),
+                name="mailbox_settings_vacation_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"settings of {self.mailbox.address}"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.vacation_start and self.vacation_end and self.vacation_end < self.vacation_start:
+            errors["vacation_end"] = "must not be before the first day"
+        if self.vacation_enabled and not self.vacation_body.strip():
+            errors["vacation_body"] = "an auto-reply needs a text"
+        if any(c in self.vacation_subject for c in "\r\n"):
+            errors["vacation_subject"] = "must be a single line"
+        for field in ("vacation_subject", "vacation_body"):
+            text = getattr(self, field)
+            if any(ord(c) < 32 and c not in "\r\n\t" for c in text):
+                errors.setdefault(field, "must not contain control characters")
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs) -> None:
+        self.sieve_script = sieve_script(self)
+        super().save(*args, **kwargs)
+
+
+def _quoted(text: str) -> str:
+    """A Sieve quoted string (RFC 5228 2.4.2): backslash and double quote escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _date_test(comparator: str, day: datetime.date) -> str:
+    return f'currentdate :value {_quoted(comparator)} "date" {_quoted(day.isoformat())}'
+
+
+def sieve_script(settings: MailboxSettings) -> str:
+    """The Sieve script (RFC 5228, 5230 vacation, 5260 date, 5490 mailbox) for `settings`;
+    empty when nothing is to be done."""
+    rules: list[str] = []
+    extensions: list[str] = []
+    if settings.move_spam_to_junk:
+        extensions += ["fileinto", "mailbox"]
+        header, value = SPAM_HEADER
+        # Spam is filed and stops there, so it never gets an auto-reply.
+        rules.append(
+            f"if header :is {_quoted(header)} {_quoted(value)} {{\n"
+            f"  fileinto :create {_quoted(JUNK_FOLDER)};\n  stop;\n}}"
+        )
+    if settings.vacation_enabled:
+        extensions.append("vacation")
+        subject = f":subject {_quoted(settings.vacation_subject)} " * bool(
+            settings.vacation_subject
+        )
+        action = f"vacation :days {VACATION_DAYS} {subject}{_quoted(settings.vacation_body)};"
+        tests = []
+        if settings.vacation_start:
+            tests.append(_date_test("ge", settings.vacation_start))
+        if settings.vacation_end:
+            tests.append(_date_test("le", settings.vacation_end))
+        if tests:
+            extensions += ["date", "relational"]
+            rules.append(f"if allof ({', '.join(tests)}) {{\n  {action}\n}}")
+        else:
+            rules.append(action)
+    if not rules:
+        return ""
+    required = ", ".join(_quoted(e) for e in dict.fromkeys(extensions))
+    header = f"# {SCRIPT_NAME}: generated by the control panel from the user's settings.\n"
+    return f"{header}require [{required}];\n\n" + "\n\n".join(rules) + "\n"

@@ -1,0 +1,42 @@
+from django.urls import path
+
+from web.views import admin, auth, mail, mailuser, misc
+
+app_name = "web"
+urlpatterns = [
+    path("", misc.home, name="home"),
+    path("login/", auth.login_view, name="login"),
+    path("logout/", auth.logout_view, name="logout"),
+    path("healthz", misc.health, name="health"),
+    path("brand.css", misc.brand_css, name="brand-css"),
+    path("brand/<int:pk>/logo", misc.logo, name="logo"),
+    path("status/", misc.status, name="status"),
+    path("audit/", misc.audit_log, name="audit"),
+    path("api-token/", misc.api_token, name="api-token"),
+    path("resellers/", admin.reseller_list, name="reseller-list"),
+    path("resellers/new/", admin.reseller_edit, name="reseller-new"),
+    path("resellers/<int:pk>/", admin.reseller_edit, name="reseller-edit"),
+    path("resellers/<int:pk>/delete/", admin.reseller_delete, name="reseller-delete"),
+    path("admins/", admin.admin_list, name="admin-list"),
+    path("admins/new/", admin.admin_edit, name="admin-new"),
+    path("admins/<int:pk>/", admin.admin_edit, name="admin-edit"),
+    path("admins/<int:pk>/delete/", admin.admin_delete, name="admin-delete"),
+    path("domains/", admin.domain_list, name="domain-list"),
+    path("domains/new/", admin.domain_new, name="domain-new"),
+    path("domains/<int:pk>/", admin.domain_detail, name="domain-detail"),
+    path("domains/<int:pk>/verify/", admin.domain_verify, name="domain-verify"),
+    path("domains/<int:pk>/vouch/", admin.domain_vouch, name="domain-vouch"),
+    path("domains/<int:pk>/delete/", admin.domain_delete, name="domain-delete"),
+    path("domains/<int:pk>/mailboxes/", mail.mailbox_list, name="mailbox-list"),
+    path("domains/<int:pk>/mailboxes/new/", mail.mailbox_new, name="mailbox-new"),
+    path("domains/<int:pk>/forwardings/", mail.forwarding_list, name="forwarding-list"),
+    path("domains/<int:pk>/forwardings/new/", mail.forwarding_new, name="forwarding-new"),
+    path("mailboxes/<int:pk>/", mail.mailbox_edit, name="mailbox-edit"),
+    path("mailboxes/<int:pk>/delete/", mail.mailbox_delete, name="mailbox-delete"),
+    path("forwardings/<int:pk>/", mail.forwarding_edit, name="forwarding-edit"),
+    path("forwardings/<int:pk>/delete/", mail.forwarding_delete, name="forwarding-delete"),
+    path("me/", mailuser.settings_page, name="me"),
+    path("me/password/", mailuser.password_page, name="me-password"),
+    path("me/forwarding/", mailuser.forwarding_page, name="me-forwarding"),
+    path("me/spam/", mailuser.spam_page, name="me-spam"),
+]
