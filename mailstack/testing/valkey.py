@@ -1,15 +1,12 @@
-"""A real Valkey server for tests and benchmarks, run from a small Debian 13 chroot.
+"""A real Valkey server for tests and benchmarks, run from the Debian 13 tree.
 
 Debian 12 (the machine the suite runs on) has no Valkey package; Debian 13 has valkey-server 8,
-the version the platform runs. `valkey_root()` builds a minimal trixie root with mmdebstrap once,
-keeps it as a tarball under /var/cache/mailstack (keyed by its package list) and unpacks it next
-to the tarball; `ValkeyServer` runs `valkey-server` chrooted into it on a loopback port (a chroot
-shares the machine's network, so the server is reachable on 127.0.0.1).
+the version the platform runs. `ValkeyServer` runs `valkey-server` chrooted into the shared
+trixie tree (mailstack.testing.trixie) on a loopback port (a chroot shares the machine's
+network, so the server is reachable on 127.0.0.1).
 """
 
 import contextlib
-import fcntl
-import hashlib
 import os
 import shutil
 import signal
@@ -18,61 +15,22 @@ import subprocess
 import time
 from pathlib import Path
 
-from mailstack.debian import debian_mirror
+from mailstack.testing import trixie
 from mailstack.testing.processes import free_port
-
-CACHE_DIR = Path("/var/cache/mailstack")
-SUITE = "trixie"
-# valkey-server is the store; python3-venv lets tests install the policy service the way hosts do.
-PACKAGES = ("valkey-server", "python3-venv")
-
-
-def _cache_key() -> str:
-    recipe = f"mmdebstrap minbase {SUITE} {' '.join(sorted(PACKAGES))}"
-    return hashlib.sha256(recipe.encode()).hexdigest()[:12]
-
-
-def valkey_root() -> Path:
-    """The unpacked trixie root holding valkey-server; built and cached on first use."""
-    key = _cache_key()
-    tarball = CACHE_DIR / f"valkey-{SUITE}-{key}.tar"
-    root = CACHE_DIR / f"valkey-{SUITE}-{key}"
-    if (root / "usr/bin/valkey-server").exists():
-        return root
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    # Several test runs may start at once; one builds, the others wait for it.
-    with open(CACHE_DIR / f".valkey-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (root / "usr/bin/valkey-server").exists():
-            return root
-        if not tarball.exists():
-            partial = tarball.with_suffix(".partial.tar")
-            subprocess.run(
-                [
-                    "mmdebstrap",
-                    "--quiet",
-                    "--variant=minbase",
-                    f"--include={','.join(PACKAGES)}",
-                    SUITE,
-                    str(partial),
-                    f"deb {debian_mirror()} {SUITE} main",
-                ],
-                check=True,
-            )
-            partial.rename(tarball)
-        unpacking = root.with_name(root.name + ".partial")
-        shutil.rmtree(unpacking, ignore_errors=True)
-        unpacking.mkdir()
-        subprocess.run(["tar", "-xf", str(tarball), "-C", str(unpacking)], check=True)
-        unpacking.rename(root)
-    return root
 
 
 class ValkeyServer:
     """One valkey-server process on 127.0.0.1, started and stopped by its PID."""
 
-    def __init__(self, port: int | None = None, name: str | None = None, password: str = ""):
-        self.root = valkey_root()
+    def __init__(
+        self,
+        port: int | None = None,
+        name: str | None = None,
+        password: str = "",
+        extra_args: tuple[str, ...] = (),
+    ):
+        self.extra_args = extra_args
+        self.root = trixie.tree()
         self.port = port or free_port()
         self.password = password
         # Data and log live inside the chroot; nothing is persisted between runs.
@@ -107,6 +65,7 @@ class ValkeyServer:
                 "--logfile",
                 "valkey.log",
                 *(["--requirepass", self.password] if self.password else []),
+                *self.extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -174,3 +133,47 @@ class ValkeyServer:
 
     def __exit__(self, *_exc) -> None:
         self.stop()
+
+
+class SentinelServer(ValkeyServer):
+    """One Valkey Sentinel on 127.0.0.1 watching primaries given as (name, port, password)."""
+
+    def __init__(self, primaries, password: str = "", down_after_ms: int = 1000):
+        super().__init__(password=password)
+        self.primaries = primaries
+        self.down_after_ms = down_after_ms
+
+    def start(self, timeout: float = 20.0) -> "SentinelServer":
+        inside = self.root / str(self.workdir).lstrip("/")
+        inside.mkdir(parents=True, exist_ok=True)
+        lines = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.workdir}"]
+        if self.password:
+            lines.append(f"requirepass {self.password}")
+        for name, port, password in self.primaries:
+            lines += [
+                f"sentinel monitor {name} 127.0.0.1 {port} 1",
+                f"sentinel auth-pass {name} {password}",
+                f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
+                f"sentinel failover-timeout {name} {max(2000, 2 * self.down_after_ms)}",
+            ]
+        (inside / "sentinel.conf").write_text("\n".join(lines) + "\n")
+        self.extra_args = ("--sentinel",)
+        self.process = subprocess.Popen(
+            [
+                "chroot", str(self.root), "/usr/bin/valkey-server",
+                f"{self.workdir}/sentinel.conf", "--sentinel", "--daemonize", "no",
+                "--logfile", f"{self.workdir}/valkey.log",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sentinel exited at start:\n{self.log_tail()}")
+            if self.ping():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"sentinel did not answer on port {self.port} within {timeout}s")

@@ -1,5 +1,6 @@
 """Runs the Pulumi program under the SDK's mock runtime and records every resource's inputs."""
 
+import asyncio
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -33,6 +34,9 @@ class MockHetzner(pulumi.runtime.Mocks):
             state.update(ipv4_address=ipv4, ipv6_address=ipv6, ipv6Address=ipv6, ipv4Address=ipv4)
         elif args.typ == "hcloud:index/loadBalancer:LoadBalancer":
             state.update(ipv4=ipv4, ipv6=ipv6)
+        elif args.typ == "hcloud:index/volume:Volume":
+            # Hetzner's stable device path of a volume in its server.
+            state.update(linux_device=f"/dev/disk/by-id/scsi-0HC_Volume_{resource_id}")
         elif args.typ == "hcloud:index/primaryIp:PrimaryIp":
             state.update(ip_address=ipv4 if args.inputs.get("type") == "ipv4" else ipv6)
         self.resources.append(Resource(args.typ, args.name, dict(args.inputs), resource_id))
@@ -57,9 +61,16 @@ class Built:
     inventory: dict
     load_balancers: dict
     dns_records: list
+    failover_api_token: str | None
+    failover_token_is_secret: bool | None
 
 
-def build_under_mocks(settings, stack: str, dkim_keys=()) -> Built:
+FAILOVER_TOKEN = "failover-token-under-mocks"
+
+
+def build_under_mocks(
+    settings, stack: str, dkim_keys=(), failover_api_token=FAILOVER_TOKEN
+) -> Built:
     mocks = MockHetzner()
     pulumi.runtime.set_mocks(mocks, project="mailstack", stack=stack, preview=False)
     outputs: dict = {}
@@ -72,14 +83,28 @@ def build_under_mocks(settings, stack: str, dkim_keys=()) -> Built:
 
     @pulumi.runtime.test
     def program():
-        platform = build(settings, stack, dkim_keys)
+        platform = build(settings, stack, dkim_keys, failover_api_token)
+        token = platform.failover_api_token
+        if token is not None:
+            outputs["token_secret"] = asyncio.ensure_future(token.is_secret())
         return pulumi.Output.all(
-            platform.inventory, platform.load_balancers, platform.dns_records
-        ).apply(lambda values: outputs.update(zip(("inv", "lb", "dns"), values, strict=True)))
+            platform.inventory, platform.load_balancers, platform.dns_records, token
+        ).apply(
+            lambda values: outputs.update(zip(("inv", "lb", "dns", "token"), values, strict=True))
+        )
 
     pulumi.CustomResource.__init__ = recording_init
     try:
         program()
     finally:
         pulumi.CustomResource.__init__ = original_init
-    return Built(mocks, options, outputs["inv"], outputs["lb"], outputs["dns"])
+    secret = outputs.get("token_secret")
+    return Built(
+        mocks,
+        options,
+        outputs["inv"],
+        outputs["lb"],
+        outputs["dns"],
+        outputs["token"],
+        secret.result() if secret is not None else None,
+    )

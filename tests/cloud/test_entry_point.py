@@ -4,10 +4,11 @@ import json
 from pathlib import Path
 
 import pulumi
+import pytest
 import yaml
 from mocks import MockHetzner
 
-from mailstack.cloud.program import run
+from mailstack.cloud.program import FAILOVER_TOKEN_KEY, run
 from mailstack.dkim import DkimKey
 from mailstack.settings.stackfile import CONFIG_KEY
 
@@ -15,10 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 STACK = "production"  # its zones are managed, so the program publishes the DKIM records
 
 
-def run_under_mocks(config: dict) -> MockHetzner:
+TOKEN_KEY = f"mailstack:{FAILOVER_TOKEN_KEY}"
+
+
+def run_under_mocks(config: dict, failover_token: str | None = "token") -> MockHetzner:
     mocks = MockHetzner()
     pulumi.runtime.set_mocks(mocks, project="mailstack", stack=STACK, preview=False)
-    pulumi.runtime.set_all_config({CONFIG_KEY: json.dumps(config[CONFIG_KEY])})
+    values = {CONFIG_KEY: json.dumps(config[CONFIG_KEY])}
+    if failover_token is not None:
+        values[TOKEN_KEY] = failover_token
+    pulumi.runtime.set_all_config(values, secret_keys=[TOKEN_KEY])
     try:
         pulumi.runtime.test(run)()
     finally:
@@ -49,3 +56,10 @@ def test_run_publishes_dkim_keys_it_generates_once(tmp_path, monkeypatch):
 
     run_under_mocks(config)
     assert json.loads(secrets_file.read_text()) == stored
+
+
+def test_run_stops_without_the_failover_token_naming_its_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAILSTACK_SECRETS_FILE", str(tmp_path / f"{STACK}.json"))
+    config = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{STACK}.yaml").read_text())["config"]
+    with pytest.raises(pulumi.RunError, match=TOKEN_KEY):
+        run_under_mocks(config, failover_token=None)

@@ -1,4 +1,4 @@
-"""inventory/hcloud.py turns the stack's inventory output into pyinfra groups."""
+"""inventory/contract.py turns the stack's inventory output into pyinfra groups."""
 
 import json
 import os
@@ -14,7 +14,7 @@ def test_pyinfra_sees_every_host_in_its_role_groups(built, tmp_path):
     saved = tmp_path / "inventory.json"
     saved.write_text(json.dumps(built.inventory))
     result = subprocess.run(
-        [str(PYINFRA), "inventory/hcloud.py", "debug-inventory"],
+        [str(PYINFRA), "inventory/contract.py", "debug-inventory"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -25,6 +25,6 @@ def test_pyinfra_sees_every_host_in_its_role_groups(built, tmp_path):
     output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
     seen = dict(re.findall(r"^\[([^\]]+)\]\s*\n--> Groups: ([^\n]+)", output, re.M))
     for host in built.inventory["hosts"]:
-        groups = {g.strip() for g in seen[host["public_ipv4"]].split(",")}
+        groups = {g.strip() for g in seen[host["name"]].split(",")}
         assert set(host["roles"]) <= groups
         assert f'"private_ip": "{host["private_ip"]}"' in output

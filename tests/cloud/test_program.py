@@ -3,12 +3,21 @@
 import base64
 import ipaddress
 
+import pulumi
+import pytest
 from hcloud_types import args_class, check_arguments
+from mocks import FAILOVER_TOKEN, build_under_mocks
 
 from mailstack.dnsrecords import https_hostnames
 from mailstack.inventory import Inventory
+from mailstack.settings.plan import (
+    cluster_roles,
+    hosts_with_role,
+    plan_hosts,
+    plan_load_balancers,
+)
 from mailstack.settings.topology import ROLES
-from mailstack.topology import hosts_with_role, plan_hosts, plan_load_balancers
+from mailstack.topology import HTTPS_TERMINATED
 
 
 def servers_by_name(built):
@@ -87,10 +96,42 @@ def test_mailstore_pair_shares_one_movable_mail_volume(built):
     assert attachments[mail].inputs["serverId"] == int(first.id)
     assert "server_id" in (built.options[mail].ignore_changes or [])
     assert f"{env}-mailstore2-data-attachment" not in attachments
+    # A survivor delivers a dead mx's queue from its volume: Pulumi must not move it back.
     for host in hosts_with_role(plan_hosts(built.settings), "mx"):
         attachment = attachments[f"{host.name}-data-attachment"]
         assert attachment.inputs["serverId"] == int(servers[host.name].id)
+        assert "server_id" in (built.options[attachment.name].ignore_changes or [])
+    for host in hosts_with_role(plan_hosts(built.settings), "db"):
+        attachment = attachments[f"{host.name}-data-attachment"]
         assert not built.options[attachment.name].ignore_changes
+
+
+def test_the_inventory_names_each_volume_its_device_and_home(built):
+    volumes = {v.name: v for v in Inventory.model_validate(built.inventory).volumes}
+    created = {r.inputs["name"]: r for r in built.mocks.of_type("Volume")}
+    assert set(volumes) == set(created)
+    attachments = {r.name: r for r in built.mocks.of_type("VolumeAttachment")}
+    servers = servers_by_name(built)
+    for name, volume in volumes.items():
+        assert volume.id == int(created[name].id)
+        assert volume.linux_device == f"/dev/disk/by-id/scsi-0HC_Volume_{volume.id}"
+        server_id = attachments[f"{name}-attachment"].inputs["serverId"]
+        assert server_id == int(servers[volume.server].id)
+
+
+def test_the_failover_token_is_a_secret_output_where_clusters_run(built):
+    if cluster_roles(built.settings):
+        assert built.failover_api_token == FAILOVER_TOKEN
+        assert built.failover_token_is_secret is True
+    else:
+        assert built.failover_api_token is None
+
+
+def test_without_the_failover_token_a_clustered_environment_stops_naming_the_key(built):
+    if not cluster_roles(built.settings):
+        return
+    with pytest.raises(pulumi.RunError, match="mailstack:failover_api_token"):
+        build_under_mocks(built.settings, built.stack, failover_api_token=None)
 
 
 def test_firewalls_open_ssh_only_to_admin_networks(built):
@@ -105,6 +146,38 @@ def test_firewalls_open_ssh_only_to_admin_networks(built):
             assert rule["protocol"] == "tcp" and rule["port"] == "22", rule
             assert sorted(rule["sourceIps"]) == admin
             assert not {"0.0.0.0/0", "::/0"} & set(rule["sourceIps"])
+
+
+def test_the_db_clusters_need_nothing_public_and_no_balancer(built):
+    """PostgreSQL, Patroni, etcd, Valkey and Sentinel answer on the private network only, which
+    Hetzner's firewalls do not filter: no public rule names their ports, no balancer targets the
+    db nodes (clients find the primary themselves: libpq read-write, Sentinel), and in the HA
+    profile the three db nodes are spread over physical machines."""
+    from mailstack.services import etcd, patroni, postgresql, valkey
+
+    cluster_ports = {
+        str(port)
+        for port in (
+            postgresql.PORT,
+            patroni.REST_PORT,
+            etcd.CLIENT_PORT,
+            etcd.PEER_PORT,
+            valkey.SENTINEL_PORT,
+            *valkey.PORTS.values(),
+        )
+    }
+    for firewall in built.mocks.of_type("Firewall"):
+        assert not cluster_ports & {rule.get("port") for rule in firewall.inputs["rules"]}
+    servers = servers_by_name(built)
+    plan = hosts_with_role(plan_hosts(built.settings), "db")
+    # The single profile's one host is also the mail balancers' target, for its other roles.
+    db_only = {int(servers[h.name].id) for h in plan if h.roles == ("db",)}
+    targets = {int(t.inputs["serverId"]) for t in built.mocks.of_type("LoadBalancerTarget")}
+    assert not db_only & targets
+    if built.settings.topology.profile == "ha":
+        assert len(db_only) == 3
+        groups = {servers[h.name].inputs.get("placementGroupId") for h in plan}
+        assert len(groups) == 1 and None not in groups
 
 
 def test_each_firewall_has_one_attachment_listing_its_role(built):
@@ -162,6 +235,9 @@ def test_http_balancer(built):
         assert https["http"]["certificates"] == [int(certificate.id)]
         assert certificate.inputs["domainNames"] == https_hostnames(built.settings)
         assert https["healthCheck"]["http"]["path"] == "/healthz"
+        # Plain HTTP to the web nodes' own port for it, which only this balancer reaches.
+        assert https["destinationPort"] == HTTPS_TERMINATED.port
+        assert https["healthCheck"]["port"] == HTTPS_TERMINATED.port
         zone_names = {z.name for z in built.mocks.of_type("Zone")}
         depends = {d._name for d in built.options[certificate.name].depends_on or []}
         assert zone_names and depends == zone_names
@@ -231,8 +307,8 @@ def test_inventory_output_matches_the_contract_and_the_plan(built):
         assert host.ssh_address == str(host.public_ipv4)
     assert {b.purpose for b in inventory.load_balancers} == {"smtp", "mailaccess", "http"}
     groups = inventory.pyinfra_groups()
-    assert [name for name, _ in groups["mx"]] == [
-        str(h.public_ipv4) for h in inventory.with_role("mx")
+    assert [(name, data["ssh_hostname"]) for name, data in groups["mx"]] == [
+        (h.name, str(h.public_ipv4)) for h in inventory.with_role("mx")
     ]
     assert built.load_balancers["smtp"]["ipv4"] == str(
         next(b.public_ipv4 for b in inventory.load_balancers if b.purpose == "smtp")
@@ -316,3 +392,14 @@ def test_records_are_published_only_in_managed_zones(built):
         for value in rrset.inputs["records"]:
             if rrset.inputs["type"] == "A":
                 ipaddress.IPv4Address(value["value"])
+
+
+def test_every_balancer_checks_its_targets_as_the_failover_settings_say(built):
+    failover = built.settings.failover
+    services = built.mocks.of_type("LoadBalancerService")
+    assert services
+    for service in services:
+        check = service.inputs["healthCheck"]
+        assert int(check["interval"]) == failover.balancer_check_interval_seconds
+        assert int(check["timeout"]) == failover.balancer_check_timeout_seconds
+        assert int(check["retries"]) == failover.balancer_check_retries

@@ -66,6 +66,42 @@ def test_a_retry_that_lands_on_another_mx_passes(valkey, key_prefix):
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize(
+    ("prefix", "same_network", "other_network"),
+    [
+        (64, "2001:db8:1:2:aaaa::99", "2001:db8:1:3::10"),
+        (48, "2001:db8:1:ffff::99", "2001:db8:2::10"),
+    ],
+)
+def test_ipv6_clients_are_grouped_by_the_prefix_the_settings_give(
+    valkey, key_prefix, prefix, same_network, other_network
+):
+    """An IPv6 sender's pool spans a network of its own (mail.greylisting.ipv6_prefix): a retry
+    from another address of it passes on another mx; another network is a new client."""
+    clock = FakeClock()
+
+    async def scenario():
+        async with (
+            policy_services(
+                valkey.url,
+                key_prefix,
+                count=2,
+                clock=clock,
+                greylisting={**GREYLISTING, "ipv6_prefix": prefix},
+            ) as (mx1, mx2),
+            client(mx1) as first,
+            client(mx2) as second,
+        ):
+            assert (await first.ask(client_address="2001:db8:1:2::10")).startswith(
+                "DEFER_IF_PERMIT"
+            )
+            clock.advance(301)
+            assert (await second.ask(client_address=other_network)).startswith("DEFER_IF_PERMIT")
+            assert await second.ask(client_address=same_network) == "DUNNO"
+
+    asyncio.run(scenario())
+
+
 def test_a_retry_after_the_retry_window_starts_over(valkey, key_prefix):
     clock = FakeClock()
 

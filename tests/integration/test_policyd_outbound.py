@@ -173,6 +173,45 @@ def test_a_user_who_keeps_hitting_the_limit_is_reported(valkey, key_prefix, capl
     assert "compromised" in reports[0]
 
 
+def test_sent_and_refused_recipients_are_counted_per_mailbox(valkey, key_prefix):
+    """policyd_sent_recipients_total counts what each message charged at its end (Postfix's
+    recipient_count), policyd_refused_total each recipient the limit refused; another user's
+    counts are its own."""
+
+    async def scenario():
+        async with one_service(valkey.url, key_prefix, outbound_limit=limit(5, 300)) as (
+            server,
+            mx,
+        ):
+            await send(mx, "t1", 3)
+            # Seven asked, two admitted: the limit refuses five.
+            actions = await reserve(mx, "t2", 7)
+            # Postfix accepted one of the two admitted (another check refused the other).
+            await end_message(mx, "t2", 1)
+            assert actions.count("DUNNO") == 2
+            await mx.ask(sasl_username="bob@example.net", instance="b1", recipient="x@example.org")
+            metrics = server.metrics
+            assert metrics.sent_recipients.get(USER) == 4
+            assert metrics.refused.get(USER, "limit") == 5
+            assert metrics.refused.get("bob@example.net", "limit") == 0
+            text = metrics.render()
+            assert f'policyd_sent_recipients_total{{user="{USER}"}} 4' in text
+            assert f'policyd_refused_total{{user="{USER}",reason="limit"}} 5' in text
+
+    asyncio.run(scenario())
+
+
+def test_a_limit_that_cannot_be_checked_counts_as_refused_unchecked(own_valkey, key_prefix):
+    async def scenario():
+        async with one_service(own_valkey.url, key_prefix) as (server, mx):
+            own_valkey.stop()
+            action = await mx.ask(sasl_username=USER, instance="t", recipient="x@example.org")
+            assert action.startswith("451 4.7.1 The recipient limit cannot be checked")
+            assert server.metrics.refused.get(USER, "unchecked") == 1
+
+    asyncio.run(scenario())
+
+
 def test_authenticated_mail_is_not_limited_when_the_limit_is_off(valkey, key_prefix):
     async def scenario():
         async with one_service(
@@ -219,5 +258,60 @@ def test_the_window_admits_exactly_what_a_sliding_window_would(valkey, steps, li
                     assert (action == "DUNNO") == expected, (n, action, in_window)
                     if expected:
                         counted.append((clock.now, 300 if ends else 120))
+
+    asyncio.run(scenario())
+
+
+def test_mail_sieve_sends_for_a_user_counts_against_that_users_limit(valkey, key_prefix):
+    """Redirects and vacation replies arrive without a login on the mx's Sieve listener, whose
+    policy_context names it: the envelope sender (the user's own address) is the user."""
+    clock = FakeClock()
+
+    async def scenario():
+        async with one_service(valkey.url, key_prefix, clock=clock) as (_server, mx):
+            await send(mx, "s1", 59)
+            sieve = {"policy_context": "sieve", "sender": USER.upper()}
+            assert await mx.ask(protocol_state="RCPT", instance="s2", **sieve) == "DUNNO"
+            await mx.ask(
+                protocol_state="END-OF-MESSAGE", instance="s2", recipient_count="1", **sieve
+            )
+            refused = await mx.ask(protocol_state="RCPT", instance="s3", **sieve)
+            assert refused.startswith("451 4.7.1 Recipient limit reached"), refused
+            # Inbound mail with the same sender, outside the Sieve listener, is not limited.
+            inbound = await mx.ask(
+                protocol_state="RCPT", instance="s4", sender=USER,
+                client_address="192.0.2.1", recipient="bob@example.net",
+            )  # fmt: skip
+            assert not inbound.startswith("451 4.7.1 Recipient limit")
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("request_attributes", "expected"),
+    [
+        ({"sasl_username": "alice@example.org"}, "451 4.3.0"),
+        ({"policy_context": "sieve", "sender": "alice@example.org"}, "451 4.3.0"),
+        ({"sender": "bob@example.net", "client_address": "192.0.2.1"}, "DUNNO"),
+    ],
+)
+def test_an_internal_error_makes_users_mail_wait_and_lets_inbound_mail_on(
+    valkey, key_prefix, request_attributes, expected, monkeypatch
+):
+    async def broken(self, request):
+        raise RuntimeError("a bug")
+
+    async def scenario():
+        async with one_service(valkey.url, key_prefix) as (server, mx):
+            monkeypatch.setattr(type(server.policy), "decide", broken)
+            action = await mx.ask(
+                protocol_state="RCPT", recipient="carol@example.net", **request_attributes
+            )
+            assert action.startswith(expected), action
+            assert server.metrics.decisions.get("none", "internal-error") == 1
+            # A user's recipient the failure refused counts against that user.
+            user = request_attributes.get("sasl_username") or request_attributes["sender"]
+            refused = server.metrics.refused.get(user, "internal-error")
+            assert refused == (1 if expected.startswith("451") else 0)
 
     asyncio.run(scenario())

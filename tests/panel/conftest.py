@@ -9,3 +9,4 @@ from panel_postgres import (  # noqa: F401
     panel_django,
     postgres,
 )
+from panel_tenants import tenants  # noqa: F401

@@ -33,8 +33,8 @@ LOOKUP_PASSWORD = "lookup-secret"
 DATABASE = "mailstack"
 # The views the mail services read: a contract (docs/accounts.md).
 MAIL_VIEWS = [
-    "dovecot_users", "outbound_limit_classes", "sender_logins", "spam_thresholds",
-    "virtual_aliases", "virtual_domains", "virtual_mailboxes",
+    "dovecot_users", "expired_storage", "outbound_limit_classes", "sender_logins",
+    "sieve_scripts", "spam_thresholds", "virtual_aliases", "virtual_domains", "virtual_mailboxes",
 ]  # fmt: skip
 
 
@@ -68,6 +68,14 @@ class PostgresCluster:
             "db_name": DATABASE,
             "db_user": LOOKUP_ROLE,
             "db_password": LOOKUP_PASSWORD,
+            "connect_timeout": 2,
+            "tcp_user_timeout": 5000,
+            # Postfix's map files take libpq URIs (mailstack.services.postgresql.reader_uris);
+            # the test cluster listens without TLS.
+            "db_uris": [
+                f"postgresql://{LOOKUP_ROLE}:{LOOKUP_PASSWORD}@127.0.0.1:{self.port}/{DATABASE}"
+                "?connect_timeout=2"
+            ],
         }
 
     def lookup_connect(self, dbname: str = DATABASE) -> psycopg.Connection:
@@ -87,6 +95,10 @@ class PostgresCluster:
             MAILPANEL_DB_NAME=dbname,
             MAILPANEL_DB_USER=PANEL_ROLE,
             MAILPANEL_LOOKUP_ROLE=LOOKUP_ROLE,
+            MAILPANEL_SECRET_KEY="test-only-secret-key-not-for-production-use",
+            MAILPANEL_ALLOWED_HOSTS="localhost,127.0.0.1,testserver,panel.mailstack.test",
+            MAILPANEL_HTTPS="false",
+            MAILPANEL_PROXY_COUNT="0",
             DJANGO_SETTINGS_MODULE="mailpanel.settings",
         )
         return env
@@ -170,7 +182,9 @@ def accounts(panel_django: None) -> Iterator[None]:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE accounts_forwarding_target, accounts_forwarding, accounts_mailbox, "
-            "accounts_domain, accounts_reseller RESTART IDENTITY CASCADE"
+            "accounts_domain, accounts_reseller, accounts_removed_mailbox, accounts_audit_entry, "
+            "auth_user, axes_accessattempt, axes_accesslog, django_session "
+            "RESTART IDENTITY CASCADE"
         )
 
 
@@ -179,6 +193,13 @@ def lookup(postgres: PostgresCluster, accounts: None) -> Iterator[psycopg.Connec
     """A connection as the mail services' read-only role, over TCP with its password."""
     with postgres.lookup_connect() as conn:
         yield conn
+
+
+def home_of(address: str) -> str:
+    """A mailbox's home below the mail root, as stored (`<domain>/<local_part>.<storage_id>`)."""
+    from accounts.models import Mailbox
+
+    return Mailbox.objects.get(address=address).home
 
 
 @dataclass

@@ -65,9 +65,9 @@ def test_domain_commands(manage):
            "--catch-all", "postmaster@peer.example")  # fmt: skip
     assert listing(manage, "domain", "list") == [
         {"domain": "example.org", "reseller": "acme", "enabled": "False", "mailboxes": "0",
-         "forwardings": "0", "catch_all": "postmaster@peer.example"},
+         "forwardings": "0", "catch_all": "postmaster@peer.example", "ownership": "operator"},
         {"domain": "xn--bcher-kva.example", "reseller": "acme", "enabled": "True",
-         "mailboxes": "0", "forwardings": "0", "catch_all": ""},
+         "mailboxes": "0", "forwardings": "0", "catch_all": "", "ownership": "operator"},
     ]  # fmt: skip
     manage("domain", "change", "example.org", "--reseller", "other", "--enable")
     assert [d["domain"] for d in listing(manage, "domain", "list", "--reseller", "other")] == [
@@ -229,11 +229,8 @@ def test_a_failed_command_changes_nothing(manage_py, example_org, manage):
 
 def test_the_mail_policy_file_sets_default_quota_and_classes(manage_py, example_org, lookup,
                                                              tmp_path):  # fmt: skip
-    from mailstack.settings.policies import (
-        MailPolicySettings,
-        OutboundLimitSettings,
-        RecipientLimit,
-    )
+    from mailstack.settings.policies import MailPolicySettings
+    from mailstack.settings.policyd import OutboundLimitSettings, RecipientLimit
 
     policy = MailPolicySettings(
         default_quota_mib=7,

@@ -1,33 +1,27 @@
 """Dovecot 2.4 itself authenticates and looks up users through the shipped auth-sql template.
 
-Debian 13's dovecot-core and dovecot-pgsql run from a chroot built with mmdebstrap (cached
-under /var/cache/mailstack), sharing this machine's network, so they reach the test cluster on
+Debian 13's dovecot-core and dovecot-pgsql run from a copy-on-write view of the suite's Debian
+13 tree (mailstack.testing.trixie), chrooted, sharing this machine's network, so they reach the test cluster on
 loopback as the lookup role. `doveadm auth test`, `doveadm user` and `doveadm quota get` then
 show what Dovecot makes of the rows: password verification, login canonicalisation, home and
 per-user quota.
 """
 
-import hashlib
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import jinja2
 import pytest
+from panel_postgres import home_of
 
-from mailstack.debian import debian_mirror
+from mailstack.deploy.configfile import ConfigFile
+from mailstack.testing import trixie
 
 pytestmark = pytest.mark.postgres
 
-CACHE = Path("/var/cache/mailstack")
-SUITE = "trixie"
-PACKAGES = ["dovecot-core", "dovecot-pgsql"]
-TEMPLATE = Path(__file__).resolve().parents[2] / "templates/dovecot/etc/dovecot/conf.d"
 BASE_DIR = "/run/dovecot-accounts-test"
 # The parts of a mailstore's configuration the lookups need; the Dovecot role owns the rest.
 DOVECOT_CONF = f"""\
@@ -51,23 +45,6 @@ quota "User quota" {{
 """
 
 
-def _rootfs_tarball() -> Path:
-    """Debian 13 with Dovecot, built once per mirror and package list."""
-    mirror = debian_mirror()
-    key = hashlib.sha256(f"{mirror} {SUITE} {' '.join(PACKAGES)}".encode()).hexdigest()[:12]
-    tarball = CACHE / f"dovecot-{SUITE}-{key}.tar"
-    if not tarball.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        partial = CACHE / f"{tarball.stem}.{os.getpid()}.partial.tar"
-        subprocess.run(
-            ["mmdebstrap", "--quiet", "--variant=apt", f"--include={','.join(PACKAGES)}",
-             SUITE, partial, f"deb {mirror} {SUITE} main"],
-            check=True, timeout=1200,
-        )  # fmt: skip
-        partial.rename(tarball)
-    return tarball
-
-
 class Dovecot:
     def __init__(self, root: Path):
         self.root = root
@@ -81,16 +58,14 @@ class Dovecot:
 
 @pytest.fixture(scope="session")
 def dovecot(postgres) -> Iterator[Dovecot]:
-    root = Path(tempfile.mkdtemp(prefix="mailstack-dovecot-"))
-    server = None
-    try:
-        subprocess.run(["tar", "-C", root, "-xf", _rootfs_tarball()], check=True)
-        auth_sql = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(
-            (TEMPLATE / "auth-sql.conf.ext.j2").read_text()
+    with trixie.overlay("mailstack-dovecot-") as root:
+        auth_sql = ConfigFile.template(
+            "dovecot",
+            "/etc/dovecot/conf.d/auth-sql.conf.ext",
+            mail_root="/srv/mail",
+            **postgres.lookup_settings(),
         )
-        (root / "etc/dovecot/auth-sql.conf.ext").write_text(
-            auth_sql.render(mail_root="/srv/mail", **postgres.lookup_settings())
-        )
+        (root / "etc/dovecot/auth-sql.conf.ext").write_text(auth_sql.render())
         (root / "etc/dovecot/test.conf").write_text(DOVECOT_CONF)
         (root / "srv/mail").mkdir(parents=True)
         subprocess.run(["chroot", root, "chown", "dovecot:dovecot", "/srv/mail"], check=True)
@@ -103,18 +78,17 @@ def dovecot(postgres) -> Iterator[Dovecot]:
             ["chroot", root, "dovecot", "-F", "-c", "/etc/dovecot/test.conf"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        socket = root / BASE_DIR.lstrip("/") / "auth-client"
-        deadline = time.monotonic() + 30
-        while not socket.exists():
-            assert server.poll() is None, "dovecot exited"
-            assert time.monotonic() < deadline, "dovecot's auth socket did not appear"
-            time.sleep(0.1)
-        yield Dovecot(root)
-    finally:
-        if server is not None:
+        try:
+            socket = root / BASE_DIR.lstrip("/") / "auth-client"
+            deadline = time.monotonic() + 30
+            while not socket.exists():
+                assert server.poll() is None, "dovecot exited"
+                assert time.monotonic() < deadline, "dovecot's auth socket did not appear"
+                time.sleep(0.1)
+            yield Dovecot(root)
+        finally:
             os.kill(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def fields(output: str) -> dict[str, str]:
@@ -145,7 +119,7 @@ def test_dovecot_user_home_and_quota(example_org, manage, dovecot):
 
     alice = dovecot.doveadm("user", "alice@example.org")
     assert alice.returncode == 0, alice.stderr
-    assert fields(alice.stdout)["home"] == "/srv/mail/example.org/alice"
+    assert fields(alice.stdout)["home"] == "/srv/mail/" + home_of("alice@example.org")
     quota = dovecot.doveadm("quota", "get", "-u", "alice@example.org")
     assert quota.returncode == 0, quota.stderr
     storage = next(line.split() for line in quota.stdout.splitlines() if "STORAGE" in line)

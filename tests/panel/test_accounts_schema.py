@@ -36,9 +36,11 @@ def test_migrations_apply_to_an_empty_database_and_reverse(postgres, manage_py, 
     reversed_ = manage_py("migrate", "accounts", "zero", dbname=empty_database)
     assert reversed_.returncode == 0, reversed_.stderr
     with postgres.connect(dbname=empty_database) as conn:
+        # Django's own apps (users, sessions, login attempts) stay; nothing of the accounts.
         left = conn.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
-            "WHERE table_schema IN ('public', 'mail') AND table_name <> 'django_migrations'"
+            "WHERE table_schema = 'mail' OR table_name LIKE 'accounts%' "
+            "OR table_name LIKE 'tenancy%'"
         ).fetchall()
         assert left == []
         assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'mail'").fetchone() is None
@@ -76,7 +78,10 @@ def violates(**fields) -> None:
     from accounts.models import Mailbox
 
     with pytest.raises(IntegrityError) as raised, transaction.atomic():
-        Mailbox.objects.create(**{"local_part": "carol", "password_hash": "{X}y", **fields})
+        # A valid home of its own, so that only the constraint under test is violated.
+        Mailbox.objects.create(
+            **{"local_part": "carol", "password_hash": "{X}y", "home": "example.org/c.1", **fields}
+        )
     return str(raised.value)
 
 
@@ -93,6 +98,9 @@ def violates(**fields) -> None:
         ({"spam_add_header_score": 5.0, "spam_reject_score": 5.0},
          "mailbox_spam_thresholds_ordered"),
         ({"local_part": "alice"}, "accounts_mailbox_address_key"),
+        ({"home": "../etc"}, "mailbox_home_relative"),
+        ({"home": "example.org/../other.org/alice"}, "mailbox_home_relative"),
+        ({"home": "/srv/mail/example.org/carol"}, "mailbox_home_relative"),
     ],
 )  # fmt: skip
 def test_database_constraints(domain, fields, constraint):

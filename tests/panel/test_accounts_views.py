@@ -2,7 +2,7 @@
 
 import psycopg
 import pytest
-from panel_postgres import MAIL_VIEWS
+from panel_postgres import MAIL_VIEWS, home_of
 from psycopg import errors
 
 pytestmark = pytest.mark.postgres
@@ -19,8 +19,8 @@ def rows(conn: psycopg.Connection, view: str) -> dict:
 def test_domains_and_mailboxes(example_org, lookup):
     assert list(rows(lookup, "virtual_domains")) == ["example.org"]
     assert rows(lookup, "virtual_mailboxes") == {
-        "alice@example.org": "example.org/alice/",
-        "bob@example.org": "example.org/bob/",
+        "alice@example.org": home_of("alice@example.org") + "/",
+        "bob@example.org": home_of("bob@example.org") + "/",
     }
 
 
@@ -124,7 +124,8 @@ def test_dovecot_users(example_org, manage, lookup):
     users = rows(lookup, "dovecot_users")
     password, home, quota_bytes, storage_size = users["alice@example.org"]
     assert password.startswith("{ARGON2ID}$argon2id$")
-    assert home == "example.org/alice"
+    assert home == home_of("alice@example.org")
+    assert home.startswith("example.org/alice.")
     assert (quota_bytes, storage_size) == (100 * 1024 * 1024, f"{100 * 1024 * 1024}B")
     assert users["bob@example.org"][2:] == (0, "unlimited")
 

@@ -7,8 +7,9 @@ from cryptography.hazmat.primitives import serialization
 
 from mailstack.dkim import domain_keys
 from mailstack.dnsrecords import plan_records
-from mailstack.lab.lab import DEFAULT_STACK_FILE, LabState
+from mailstack.lab.lab import DEFAULT_STACK_FILE
 from mailstack.lab.settings import LabSettings
+from mailstack.lab.state import LabState
 from mailstack.lab.zones import lab_zones
 from mailstack.secrets import SecretStore
 from mailstack.settings import load_stack_file

@@ -1,16 +1,19 @@
 """The lab's models without hosts: lab settings, names, DNS zones, inventory groups."""
 
+import os
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
 from mailstack.inventory import Inventory, InventoryHost
-from mailstack.lab.lab import DEFAULT_STACK_FILE, LabState, machine_name, validate_name
-from mailstack.lab.settings import LabSettings, load_lab_settings
-from mailstack.lab.system import LabError
+from mailstack.lab.hosts import machine_name
+from mailstack.lab.lab import DEFAULT_STACK_FILE
+from mailstack.lab.settings import LabSettings, load_lab_settings, validate_name
+from mailstack.lab.state import LabState
+from mailstack.lab.system import LabError, check_preconditions
 from mailstack.lab.zones import lab_zones
 from mailstack.settings import SettingsError, load_stack_file
-from mailstack.topology import plan_hosts, plan_load_balancers
+from mailstack.settings.plan import plan_hosts, plan_load_balancers
 
 
 def test_lab_stack_file_is_valid_and_has_the_lab_shape():
@@ -18,7 +21,9 @@ def test_lab_stack_file_is_valid_and_has_the_lab_shape():
     lab = load_lab_settings(DEFAULT_STACK_FILE)
     roles = [host.roles for host in plan_hosts(settings)]
     assert roles.count(("mx",)) == 2 and roles.count(("mailstore",)) == 2
-    assert roles.count(("db",)) == 1 and roles.count(("web",)) == 1
+    # Three db nodes: etcd and Sentinel need a majority of three to fail over.
+    # Two web nodes: either serves a logged-in session.
+    assert roles.count(("db",)) == 3 and roles.count(("web",)) == 2
     assert all(domain.endswith(".test") for domain in settings.environment.mail_domains)
     assert settings.tls.mode == "acme" and lab.services_domain in settings.tls.acme.directory_url
     assert settings.network.subnet.subnet_of(lab.address_pool)
@@ -62,8 +67,12 @@ def test_zones_hold_what_the_platform_and_the_tests_need():
         "internet.test",
         "peer.test",
         "dnsbl.test",
+        "resellers.test",
         "1.77.10.in-addr.arpa",
+        "",
     }
+    # The root is empty: every other name does not exist.
+    assert zones[""].records == () and zones[""].origin == "."
     records = {(r.name, r.type): r.value for zone in zones.values() for r in zone.records}
     smtp = next(lb.private_ip for lb in plan_load_balancers(settings) if lb.purpose == "smtp")
     assert records[("tenant.test", "MX")] == "10 mx.mailstack.test."
@@ -73,9 +82,14 @@ def test_zones_hold_what_the_platform_and_the_tests_need():
     assert ("250.1.77.10.dnsbl.test", "A") not in records
     assert records[("mailstack-listed-link.com.dnsbl.test", "A")] == "127.0.0.2"
     assert records[("mx.peer.test", "A")] == "10.77.1.250"
+    # Resellers' own host names reach the HTTP balancer.
+    http = next(lb.private_ip for lb in plan_load_balancers(settings) if lb.purpose == "http")
+    assert records[("*.resellers.test", "A")] == str(http)
     assert records[("10.1.77.10.in-addr.arpa", "PTR")] == "lab-mx1.mailstack.test."
     for zone in zones.values():
-        assert all(r.name == zone.name or r.name.endswith("." + zone.name) for r in zone.records)
+        assert all(r.name == zone.name or r.name.endswith("." + zone.name) for r in zone.records), (
+            zone.name
+        )
 
 
 def test_zone_serial_changes_exactly_with_the_records():
@@ -115,7 +129,15 @@ def test_inventory_groups_include_lab_only_groups_only_where_hosts_have_them():
     )
     groups = lab.pyinfra_groups()
     assert set(groups) == {"mx", "mailstore", "db", "web", "loadbalancer"}
-    address, data = groups["loadbalancer"][0]
-    assert address == "10.77.1.2"
+    name, data = groups["loadbalancer"][0]
+    assert name == "lab-lb1" and data["ssh_hostname"] == "10.77.1.2"
     assert data["settings_file"] == "/s.json" and data["lab_file"] == "/lab.json"
     assert data["ssh_key"] == "/k"
+
+
+def test_not_root_is_refused(monkeypatch):
+    """As any other user sees it. In-process: a clone in root's home (mode 0700) has a venv no
+    other user can even start."""
+    monkeypatch.setattr(os, "geteuid", lambda: 65534)
+    with pytest.raises(LabError, match="the lab needs root"):
+        check_preconditions()

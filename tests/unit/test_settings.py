@@ -10,8 +10,8 @@ import yaml
 
 from mailstack.settings import Settings, SettingsError, load_stack_file
 from mailstack.settings.docs import render
+from mailstack.settings.plan import plan_hosts
 from mailstack.settings.stackfile import settings_from_mapping
-from mailstack.topology import plan_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
@@ -61,6 +61,33 @@ INVALID = [
     ("network.ip_range", "8.8.0.0/16", "network", "not a private range"),
     ("network.offsets", {"mx": 30}, "mailstack:settings", "same address"),
     ("mail.spam", {"reject_score": 5}, "mail.spam", "greater than add_header_score"),
+    # Patroni: a primary must not demote itself while a retry is under way.
+    (
+        "database",
+        {"ttl_seconds": 20, "loop_wait_seconds": 10, "retry_timeout_seconds": 10},
+        "database",
+        "at least loop_wait_seconds + 2 * retry_timeout_seconds (30)",
+    ),
+    ("database", {"ttl_seconds": 10}, "database.ttl_seconds", "greater than or equal to 20"),
+    (
+        "database",
+        {"ttl_seconds": 30, "failover_bound_seconds": 35},
+        "database",
+        "exceed failover_bound_seconds",
+    ),
+    ("valkey.sentinel", {"quorum": 4}, "mailstack:settings", "more than the 3 db nodes"),
+    (
+        "valkey.sentinel",
+        {"down_after_ms": 20000, "failover_timeout_ms": 30000},
+        "valkey.sentinel",
+        "at least twice down_after_ms",
+    ),
+    (
+        "valkey.policy",
+        {"maxmemory_policy": "allkeys-lru"},
+        "valkey.policy.maxmemory_policy",
+        "noeviction",
+    ),
     (
         "mail.spam",
         {"uri_blocklists": [{"zone": "a.example", "score": 1}, {"zone": "a.example", "score": 2}]},

@@ -1,13 +1,15 @@
 """Which names each host orders by ACME, how port 80 reaches it, what certbot's state says."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from mailstack import tls
 from mailstack.facts import CertbotLineage
+from mailstack.services import certificates as tls
 from mailstack.settings import load_stack_file
-from mailstack.topology import LOAD_BALANCER_PURPOSES, plan_hosts, port80_forwards
+from mailstack.settings.plan import LOAD_BALANCER_PURPOSES, plan_hosts
+from mailstack.topology import port80_forwards
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
@@ -62,6 +64,7 @@ def test_services_reloaded_with_a_new_certificate_follow_the_roles():
     assert tls.services_using_certificate(("mx", "mailstore", "web", "db")) == [
         "postfix",
         "dovecot",
+        "nginx",
     ]
     assert tls.services_using_certificate(("db",)) == []
 
@@ -90,3 +93,53 @@ def test_certbot_lineage_before_the_first_order_and_with_the_window_unset():
         "names=DNS:mail.example.net\nserver=x\nrenew_before_expiry=\ninstalled=no\nfresh=no\n"
     )
     assert lineage.renew_before_expiry == "" and not lineage.installed and not lineage.fresh
+
+
+def test_certbot_lineage_knows_whether_it_chains_to_the_published_root():
+    base = "names=DNS:mx.example.net\nserver=x\nrenew_before_expiry=30 days\ninstalled=yes\n"
+    assert fact(base + "fresh=yes\nroot=current\n").current_root
+    assert not fact(base + "fresh=yes\nroot=other\n").current_root
+    # No root published (Let's Encrypt), or the ACME server did not answer: nothing to reorder.
+    assert fact(base + "fresh=yes\n").current_root
+
+
+def make_ca(directory, name: str, issuer: str | None = None) -> None:
+    """A CA certificate and key `name`.pem/.key in `directory`, self-signed or under `issuer`."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr")  # fmt: skip
+    signer = ["-signkey", f"{name}.key"] if issuer is None else [
+        "-CA", f"{issuer}.pem", "-CAkey", f"{issuer}.key", "-CAcreateserial"]  # fmt: skip
+    extensions = directory / f"{name}.ext"
+    extensions.write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-days", "30", *signer,
+            "-extfile", extensions.name, "-out", f"{name}.pem")  # fmt: skip
+
+
+def test_the_root_check_tells_a_certificate_of_the_current_root_from_an_earlier_ones(tmp_path):
+    """The fact's own shell, run here on a certbot tree in a temporary directory."""
+    make_ca(tmp_path, "old-root")
+    make_ca(tmp_path, "new-root")
+    make_ca(tmp_path, "old-intermediate", issuer="old-root")
+    make_ca(tmp_path, "leaf", issuer="old-intermediate")
+    live = tmp_path / "letsencrypt/live/platform"
+    live.mkdir(parents=True)
+    (live / "cert.pem").write_text((tmp_path / "leaf.pem").read_text())
+    (live / "chain.pem").write_text((tmp_path / "old-intermediate.pem").read_text())
+    (live / "fullchain.pem").write_text(
+        (live / "cert.pem").read_text() + (live / "chain.pem").read_text()
+    )
+
+    def lineage(root_url: str | None):
+        command = CertbotLineage().command("platform", str(live / "cert.pem"), 1, root_url=root_url)
+        command = command.replace("/etc/letsencrypt", str(tmp_path / "letsencrypt"))
+        output = subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
+        return fact(output)
+
+    assert lineage(f"file://{tmp_path}/old-root.pem").current_root
+    assert not lineage(f"file://{tmp_path}/new-root.pem").current_root
+    assert lineage(f"file://{tmp_path}/nothing-published-here.pem").current_root
+    assert lineage(None).current_root
