@@ -1,11 +1,7 @@
-import sys
-from pathlib import Path
-
 import pytest
+from browser import new_chromium
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from mailplatform import Platform
+from mailstack.testing.platform import Platform
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +15,10 @@ def platform(lab) -> Platform:
         if domain not in domains:
             platform.panel("domain", "add", domain, "--reseller", "e2e")
     return platform
+
+
+@pytest.fixture
+def chromium(platform):
+    """A chromium of the test's own (tests/e2e/browser.py)."""
+    with new_chromium(platform) as driver:
+        yield driver

@@ -10,7 +10,8 @@ import pytest
 import testinfra
 
 from mailstack.inventory import Inventory, from_pulumi_stack
-from mailstack.lab.lab import REPOSITORY, SSH_OPTIONS
+from mailstack.lab.access import SSH_OPTIONS
+from mailstack.lab.lab import REPOSITORY
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +32,9 @@ def hosts(inventory):
             f"ssh://{inventory.ssh_user}@{host.ssh_address}",
             ssh_identity_file=inventory.ssh_key_file,
             ssh_extra_args=" ".join(SSH_OPTIONS) if inventory.ssh_key_file else None,
-            # One connection per host for all its checks.
-            controlpath=f"/tmp/mailstack-testinfra-{inventory.environment}-{host.name}",
+            # One connection per host for all its checks. Labs on one machine share environment
+            # and host names: the address keeps another lab's connection from being reused.
+            controlpath=f"/tmp/mailstack-testinfra-{host.name}-{host.ssh_address}",
         )
 
     connected = {host.name: connect(host) for host in inventory.hosts}

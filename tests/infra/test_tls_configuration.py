@@ -3,7 +3,7 @@ for each host's names at the paths the services read, and the machinery that ren
 
 import re
 
-from mailstack import tls
+from mailstack.services import certificates as tls
 
 
 def test_postfix_speaks_tls_1_2_or_newer_only(hosts):

@@ -1,10 +1,12 @@
-"""Small probes the lab tests share: reachability as seen from the machine or from a host."""
+"""Small probes the lab tests share: reachability as seen from the machine (SSH, which every
+host's firewall lets the machine reach) or from a host (ICMP echo)."""
 
 import shlex
 import socket
 import subprocess
 
-from mailstack.lab.lab import Lab, LabHost
+from mailstack.lab.hosts import LabHost
+from mailstack.lab.lab import Lab
 
 
 def machine_reaches(host: LabHost, port: int = 22, timeout: float = 2.0) -> bool:
@@ -15,45 +17,74 @@ def machine_reaches(host: LabHost, port: int = 22, timeout: float = 2.0) -> bool
         return False
 
 
-def host_reaches(lab: Lab, source: str, target: str, port: int = 22, attempts: int = 1) -> int:
-    """How many of `attempts` TCP connections from host `source` to `target` succeed."""
+# Echo requests from a lab host, as root on a raw socket (hosts have no ping): each of `attempts`
+# waits `timeout` seconds for its reply; until `seconds` have passed, asks again and again.
+# Prints how many were answered. ICMP, because every host's firewall lets it in whatever
+# services the host runs: the probes see the network, not the firewall.
+ECHO = r"""
+import os, select, socket, struct, sys, time
+address, attempts, timeout, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+
+def checksum(data):
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+
+probe = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+ident, payload = os.getpid() & 0xFFFF, b"mailstack-probe."
+
+def echo(sequence):
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, sequence)
+    checked = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, sequence)
+    try:
+        probe.sendto(checked + payload, (address, 0))
+    except OSError:
+        time.sleep(timeout)
+        return False
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([probe], [], [], left)[0]:
+            return False
+        data, (sender, _) = probe.recvfrom(2048)
+        start = (data[0] & 0x0F) * 4
+        kind, _, _, answer_ident, answer_sequence = struct.unpack("!BBHHH", data[start : start + 8])
+        if (sender, kind, answer_ident, answer_sequence) == (address, 0, ident, sequence & 0xFFFF):
+            return True
+    return False
+
+answered, sequence, end = 0, 0, time.monotonic() + seconds
+while True:
+    for _ in range(attempts):
+        answered += echo(sequence)
+        sequence += 1
+    if answered or time.monotonic() > end:
+        break
+print(answered)
+"""
+
+
+def _echo(lab: Lab, source: str, target: str, attempts: int, seconds: float) -> int:
     address = lab.host(target).address
-    script = (
-        "import socket\n"
-        "ok = 0\n"
-        f"for _ in range({attempts}):\n"
-        "    try:\n"
-        f"        socket.create_connection(('{address}', {port}), timeout=0.5).close(); ok += 1\n"
-        "    except OSError:\n"
-        "        pass\n"
-        "print(ok)\n"
-    )
-    result = lab.ssh(lab.host(source), f"python3 -c {shlex.quote(script)}", timeout=60)
+    arguments = " ".join(shlex.quote(str(a)) for a in (ECHO, address, attempts, 0.5, seconds))
+    result = lab.ssh(lab.host(source), f"python3 -c {arguments}", timeout=seconds + 60)
     assert result.returncode == 0, result.stderr
     return int(result.stdout.strip())
 
 
-def host_reaches_within(lab: Lab, source: str, target: str, seconds: float, port: int = 22) -> bool:
-    """Whether host `source` connects to `target` before `seconds` pass, trying again and again.
+def host_reaches(lab: Lab, source: str, target: str, attempts: int = 1) -> int:
+    """How many of `attempts` echo requests from host `source` to `target` are answered."""
+    return _echo(lab, source, target, attempts, seconds=0)
+
+
+def host_reaches_within(lab: Lab, source: str, target: str, seconds: float) -> bool:
+    """Whether host `source` gets an answer from `target` before `seconds` pass, asking again and
+    again.
 
     After a fault is lifted, the source's neighbour entry for the target may have failed during the
-    fault, and the first connection then waits for address resolution: a single short attempt would
+    fault, and the first request then waits for address resolution: a single short attempt would
     report the link as still cut on a busy machine.
     """
-    address = lab.host(target).address
-    script = (
-        "import socket, time\n"
-        f"deadline = time.monotonic() + {seconds}\n"
-        "while True:\n"
-        "    try:\n"
-        f"        socket.create_connection(('{address}', {port}), timeout=1).close(); print(1); break\n"
-        "    except OSError:\n"
-        "        if time.monotonic() > deadline: print(0); break\n"
-        "        time.sleep(0.2)\n"
-    )
-    result = lab.ssh(lab.host(source), f"python3 -c {shlex.quote(script)}", timeout=seconds + 60)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip() == "1"
+    return _echo(lab, source, target, 1, seconds) > 0
 
 
 def ssh_answers(lab: Lab, host: str, timeout: float = 4) -> bool:

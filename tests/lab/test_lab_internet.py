@@ -8,6 +8,7 @@ import pytest
 from lab_probes import balancer_status
 
 from mailstack.debian import debian_mirror
+from mailstack.testing.clusters import wait_until_fenced
 
 pytestmark = pytest.mark.lab
 
@@ -72,6 +73,8 @@ def test_load_balancer_takes_a_dead_mx_out_and_back_in(lab, faults):
         '.ehlo()[1].decode().splitlines()[0])"',
     )
     assert greeting.stdout.strip() == "lab-mx2.mailstack.test", greeting.stderr
+    # On a deployed lab the mx cluster fences the dead node first; then it may come back.
+    wait_until_fenced(lab, "mx1")
     faults.start("mx1")
     deadline = time.monotonic() + 60
     while balancer_status(lab)[("smtp_25", "lab-mx1")] != "UP":

@@ -3,7 +3,7 @@
 import pytest
 from lab_probes import host_reaches, machine_reaches
 
-from mailstack.lab import Lab
+from mailstack.lab import Lab, report
 from mailstack.lab.pytest_plugin import lab_name_for_tests
 
 pytestmark = pytest.mark.lab
@@ -39,5 +39,5 @@ def test_two_labs_do_not_interfere(lab):
         assert host_reaches(second, "mx2", "db1") == 0
     finally:
         second.down()
-    assert second.leftovers() == []
-    assert all(row["system"] == "running" for row in lab.status())
+    assert report.leftovers(second) == []
+    assert all(row["system"] == "running" for row in report.status(lab))

@@ -4,6 +4,7 @@ load balancers send it, with the protocol versions and cipher suites a test asks
 
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -15,6 +16,9 @@ class Endpoint:
     """'smtp', 'imap', 'pop3', 'sieve', or None for implicit TLS."""
     proxy_from: str | None = None
     """Send a PROXY v1 header claiming this client address (talking to a node directly)."""
+    opener: Callable[[str, int, float], socket.socket] | None = None
+    """Makes the connection instead of this machine: a node's balancer (Platform.from_balancer),
+    the one client its firewall lets speak PROXY."""
 
     def __str__(self) -> str:
         how = f"STARTTLS/{self.starttls}" if self.starttls else "TLS"
@@ -51,7 +55,10 @@ def _expect(sock: socket.socket, prefix: bytes, dialogue: str) -> None:
 
 def plain_connection(endpoint: Endpoint, timeout: float = 15) -> socket.socket:
     """A connection with the plain-text part done: the next bytes are the TLS handshake."""
-    sock = socket.create_connection((endpoint.address, endpoint.port), timeout=timeout)
+    connect = endpoint.opener or (
+        lambda *address: socket.create_connection(address[:2], address[2])
+    )
+    sock = connect(endpoint.address, endpoint.port, timeout)
     try:
         if endpoint.proxy_from:
             sock.sendall(
