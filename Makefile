@@ -5,8 +5,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 # Debian packages the machine running the lab and the suite needs.
 HOST_PACKAGES := systemd-container mmdebstrap apt-cacher-ng nftables iproute2 openssh-client \
-                 debian-archive-keyring ca-certificates \
-                 postgresql dovecot-core postfix postfix-pgsql
+                 debian-archive-keyring ca-certificates e2fsprogs \
+                 postgresql dovecot-core dovecot-sieve postfix postfix-pgsql rspamd \
+                 chromium chromium-driver
 # What only the benchmarks compare against; each benchmark starts its own instance on a free
 # loopback port and stops it by PID, whatever the package's own service does.
 BENCH_PACKAGES := postgrey
@@ -36,7 +37,7 @@ lint: venv
 
 # The whole suite, lab end-to-end tests included (they bring the lab up once per run).
 test: venv host-packages lint
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest --durations=25
 
 # The whole platform on local lab hosts, left running.
 lab: venv host-packages

@@ -3,7 +3,8 @@
 Everything a role serves reaches it through a load balancer over the private network, which
 Hetzner Cloud firewalls do not filter. So the public side of every host opens only SSH from the
 admin networks and ICMP (path MTU discovery and diagnostics); SMTP, IMAP, HTTP and the database
-never answer on a host's public address.
+never answer on a host's public address. On the private network each host's own firewall
+(mailstack.services.firewall, deployed by roles/firewall.py) lets each port's clients alone in.
 """
 
 from dataclasses import dataclass

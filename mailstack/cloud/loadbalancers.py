@@ -5,22 +5,32 @@ import pulumi_hcloud as hcloud
 
 from mailstack.cloud.network import PrivateNetwork
 from mailstack.dnsrecords import https_hostnames
-from mailstack.topology import HostPlan, LoadBalancerPlan, balanced_services, hosts_with_role
+from mailstack.settings.plan import HostPlan, LoadBalancerPlan, hosts_with_role
+from mailstack.topology import HTTPS_TERMINATED, balanced_services
 
 LOAD_BALANCER_TYPE = "lb11"
 
 
-HEALTH_CHECK = {"interval": 15, "timeout": 10, "retries": 3}
+def health_check(settings) -> dict:
+    """How often and how patiently every balancer checks its targets (settings.failover): a dead
+    node stops getting connections, and the node that took over starts getting them, within
+    interval x retries."""
+    failover = settings.failover
+    return {
+        "interval": failover.balancer_check_interval_seconds,
+        "timeout": failover.balancer_check_timeout_seconds,
+        "retries": failover.balancer_check_retries,
+    }
 
 
-def tcp_service(port: int, proxy_protocol: bool) -> dict:
+def tcp_service(settings, port: int, proxy_protocol: bool) -> dict:
     return {
         "protocol": "tcp",
         "listen_port": port,
         "destination_port": port,
         "proxyprotocol": proxy_protocol,
         "health_check": hcloud.LoadBalancerServiceHealthCheckArgs(
-            protocol="tcp", port=port, **HEALTH_CHECK
+            protocol="tcp", port=port, **health_check(settings)
         ),
     }
 
@@ -70,7 +80,7 @@ class LoadBalancers(pulumi.ComponentResource):
                 hcloud.LoadBalancerService(
                     f"{plan.name}-{service.port}",
                     load_balancer_id=balancer.id,
-                    **tcp_service(service.port, service.proxy_protocol),
+                    **tcp_service(settings, service.port, service.proxy_protocol),
                     opts=child,
                 )
             for host in hosts_with_role(hosts, role):
@@ -118,7 +128,7 @@ class LoadBalancers(pulumi.ComponentResource):
             load_balancer_id=balancer.id,
             protocol="https",
             listen_port=443,
-            destination_port=80,
+            destination_port=HTTPS_TERMINATED.port,
             http=hcloud.LoadBalancerServiceHttpArgs(
                 certificates=[certificate.id.apply(int)],
                 redirect_http=True,
@@ -126,11 +136,11 @@ class LoadBalancers(pulumi.ComponentResource):
             ),
             health_check=hcloud.LoadBalancerServiceHealthCheckArgs(
                 protocol="http",
-                port=80,
+                port=HTTPS_TERMINATED.port,
                 http=hcloud.LoadBalancerServiceHealthCheckHttpArgs(
                     path="/healthz", status_codes=["200"]
                 ),
-                **HEALTH_CHECK,
+                **health_check(settings),
             ),
             opts=child,
         )

@@ -12,10 +12,23 @@ from mailstack.cloud.network import PrivateNetwork
 from mailstack.cloud.servers import SENDING_ROLES, RoleServers
 from mailstack.dkim import DkimKey, domain_keys
 from mailstack.dnsrecords import AddressPair, PublicAddresses, RecordSpec, plan_records
-from mailstack.inventory import Inventory, InventoryHost, LoadBalancerAddress
+from mailstack.inventory import Inventory, InventoryHost, InventoryVolume, LoadBalancerAddress
 from mailstack.secrets import secret_store
+from mailstack.settings.plan import (
+    HostPlan,
+    LoadBalancerPlan,
+    cluster_roles,
+    plan_hosts,
+    plan_load_balancers,
+    plan_volumes,
+    resource_labels,
+)
 from mailstack.settings.stackfile import CONFIG_KEY, settings_from_mapping
-from mailstack.topology import HostPlan, LoadBalancerPlan, plan_hosts, plan_load_balancers
+
+FAILOVER_TOKEN_KEY = "failover_api_token"
+"""Stack config (a Pulumi secret, `mailstack:failover_api_token`): the Hetzner API token the
+clusters' fence and volume agents use on the hosts, exported as the secret output of the same
+name for `mailstack deploy --stack`."""
 
 
 @dataclass
@@ -27,6 +40,8 @@ class Platform:
     dns_records: pulumi.Output
     zones: dict[str, hcloud.Zone]
     servers: dict[str, hcloud.Server]
+    failover_api_token: pulumi.Output | None
+    """The failover agents' API token, a secret; None where no role runs a cluster."""
 
 
 def _public_addresses(
@@ -57,7 +72,10 @@ def _public_addresses(
     )
 
 
-def _inventory(settings, hosts, plans, addresses: PublicAddresses, stack: str) -> dict:
+def _inventory(
+    settings, hosts, plans, addresses: PublicAddresses, volumes: dict, stack: str
+) -> dict:
+    """The inventory contract; `volumes` maps each planned volume's name to (id, device)."""
     inventory = Inventory(
         stack=stack,
         environment=settings.environment.name,
@@ -82,6 +100,15 @@ def _inventory(settings, hosts, plans, addresses: PublicAddresses, stack: str) -
             )
             for plan in plans
         ],
+        volumes=[
+            InventoryVolume(
+                name=plan.name,
+                id=int(volumes[plan.name][0]),
+                linux_device=volumes[plan.name][1],
+                server=plan.server,
+            )
+            for plan in plan_volumes(settings, hosts)
+        ],
     )
     return inventory.model_dump(mode="json")
 
@@ -102,9 +129,21 @@ def _record_table(
     ]
 
 
-def build(settings, stack: str, dkim_keys: Sequence[DkimKey] = ()) -> Platform:
-    env = settings.environment.name
-    labels = {"mailstack-environment": env}
+def build(
+    settings,
+    stack: str,
+    dkim_keys: Sequence[DkimKey] = (),
+    failover_api_token: pulumi.Input[str] | None = None,
+) -> Platform:
+    """Every resource of the environment. `failover_api_token` is required where roles run a
+    failover cluster (`cluster_roles`): without it the clusters could not fence or move
+    volumes, so the program stops, naming the config key."""
+    if cluster_roles(settings) and failover_api_token is None:
+        raise pulumi.RunError(
+            f"the {', '.join(cluster_roles(settings))} clusters need a Hetzner API token: "
+            f"pulumi config set --secret mailstack:{FAILOVER_TOKEN_KEY} <token>"
+        )
+    labels = resource_labels(settings)
     hosts = plan_hosts(settings)
     plans = plan_load_balancers(settings)
 
@@ -123,8 +162,16 @@ def build(settings, stack: str, dkim_keys: Sequence[DkimKey] = ()) -> Platform:
         if outside:
             pulumi.log.warn("not in a managed zone, publish by hand: " + ", ".join(outside))
 
+    volumes = pulumi.Output.all(
+        **{
+            name: pulumi.Output.all(volume.id, volume.linux_device)
+            for name, volume in servers.volumes.items()
+        }
+    )
     return Platform(
-        inventory=addresses.apply(lambda a: _inventory(settings, hosts, plans, a, stack)),
+        inventory=pulumi.Output.all(addresses, volumes).apply(
+            lambda resolved: _inventory(settings, hosts, plans, *resolved, stack)
+        ),
         load_balancers=addresses.apply(
             lambda a: {
                 purpose: {"ipv4": pair.ipv4, "ipv6": pair.ipv6}
@@ -134,6 +181,9 @@ def build(settings, stack: str, dkim_keys: Sequence[DkimKey] = ()) -> Platform:
         dns_records=addresses.apply(lambda a: _record_table(specs, a, zones)),
         zones=zones,
         servers=servers.servers,
+        failover_api_token=(
+            pulumi.Output.secret(failover_api_token) if cluster_roles(settings) else None
+        ),
     )
 
 
@@ -142,8 +192,11 @@ def run() -> None:
     stack = pulumi.get_stack()
     raw = pulumi.Config().require_object(CONFIG_KEY.split(":", 1)[1])
     settings = settings_from_mapping(raw, f"stacks/Pulumi.{stack}.yaml")
+    token = pulumi.Config().get_secret(FAILOVER_TOKEN_KEY)
     # The deploy signs with these keys; generating them here lets the records go out first.
-    platform = build(settings, stack, domain_keys(settings, secret_store(stack)))
+    platform = build(settings, stack, domain_keys(settings, secret_store(stack)), token)
     pulumi.export("inventory", platform.inventory)
+    if platform.failover_api_token is not None:
+        pulumi.export(FAILOVER_TOKEN_KEY, platform.failover_api_token)
     pulumi.export("load_balancers", platform.load_balancers)
     pulumi.export("dns_records", platform.dns_records)

@@ -5,8 +5,8 @@ import pulumi_hcloud as hcloud
 
 from mailstack.cloud.firewall import public_rules
 from mailstack.cloud.network import PrivateNetwork
+from mailstack.settings.plan import HostPlan, hosts_with_role, plan_volumes, server_labels
 from mailstack.settings.topology import ROLES
-from mailstack.topology import HostPlan, hosts_with_role
 
 IMAGE = "debian-13"
 # Roles whose servers hold state of their own: never deleted or rebuilt by accident.
@@ -64,7 +64,7 @@ class RoleServers(pulumi.ComponentResource):
         self.servers: dict[str, hcloud.Server] = {}
         self.primary_ips: dict[str, tuple[hcloud.PrimaryIp, hcloud.PrimaryIp]] = {}
         for host in hosts:
-            host_labels = {**labels, **{f"role-{role}": "true" for role in host.roles}}
+            host_labels = server_labels(settings, host)
             public_net = hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=True)
             if SENDING_ROLES & set(host.roles):
                 ips = tuple(
@@ -132,19 +132,18 @@ class RoleServers(pulumi.ComponentResource):
         self.register_outputs({})
 
     def _volumes(self, settings, hosts, labels, child) -> dict[str, hcloud.Volume]:
-        """A data volume per mx and db host, and ONE mail volume for the mailstore pair.
+        """The planned volumes (`plan_volumes`), each attached to its first host.
 
-        The mail volume is attached to the first mailstore host; failover moves it to the
-        survivor, so Pulumi must not move it back (ignore_changes on server_id).
+        The mail volume and the mx queue volumes are movable: failover moves the mail volume to
+        the surviving mailstore host and a dead mx's queue volume to a surviving mx until it
+        returns, so Pulumi must not move them back (ignore_changes on server_id).
         """
-        env = settings.environment.name
         volumes: dict[str, hcloud.Volume] = {}
-
-        def volume(name: str, size: int, server: hcloud.Server, movable: bool) -> None:
-            volumes[name] = hcloud.Volume(
-                name,
-                name=name,
-                size=size,
+        for plan in plan_volumes(settings, hosts):
+            volumes[plan.name] = hcloud.Volume(
+                plan.name,
+                name=plan.name,
+                size=plan.size_gb,
                 location=settings.environment.location,
                 format="ext4",
                 delete_protection=True,
@@ -152,28 +151,13 @@ class RoleServers(pulumi.ComponentResource):
                 opts=child,
             )
             hcloud.VolumeAttachment(
-                f"{name}-attachment",
-                volume_id=volumes[name].id.apply(int),
-                server_id=server.id.apply(int),
+                f"{plan.name}-attachment",
+                volume_id=volumes[plan.name].id.apply(int),
+                server_id=self.servers[plan.server].id.apply(int),
                 automount=False,
                 opts=pulumi.ResourceOptions(
-                    parent=self, ignore_changes=["server_id"] if movable else None
+                    parent=self, ignore_changes=["server_id"] if plan.movable else None
                 ),
-            )
-
-        if settings.topology.profile == "single":
-            host = hosts[0]
-            if host.volume_size_gb:
-                volume(f"{host.name}-data", host.volume_size_gb, self.servers[host.name], False)
-            return volumes
-        for role in ("mx", "db"):
-            for host in hosts_with_role(hosts, role):
-                if host.volume_size_gb:
-                    volume(f"{host.name}-data", host.volume_size_gb, self.servers[host.name], False)
-        mailstores = hosts_with_role(hosts, "mailstore")
-        if mailstores and mailstores[0].volume_size_gb:
-            volume(
-                f"{env}-mail", mailstores[0].volume_size_gb, self.servers[mailstores[0].name], True
             )
         return volumes
 
