@@ -60,6 +60,45 @@ def _status(args: argparse.Namespace) -> int:
     return code
 
 
+def _backup_status(args: argparse.Namespace) -> int:
+    from mailstack.backups import backup_status
+
+    inventory = _inventory(args, "backup status")
+    if inventory is None:
+        return 1
+    code, report = backup_status(inventory)
+    print(report, end="")
+    return code
+
+
+def _backup_key(args: argparse.Namespace) -> int:
+    from mailstack.backups import public_key
+    from mailstack.secrets import REPOSITORY
+    from mailstack.settings import SettingsError, load_stack_file
+
+    if args.lab:
+        inventory = _inventory(args, "backup key")
+        if inventory is None:
+            return 1
+        name = inventory.settings().environment.name
+        print(public_key(inventory.stack, inventory.lab_file, name))
+        return 0
+    try:
+        settings = load_stack_file(REPOSITORY / "stacks" / f"Pulumi.{args.stack}.yaml")
+    except (SettingsError, OSError) as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(public_key(args.stack, None, settings.environment.name))
+    return 0
+
+
+def _environment_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--stack", help="a Hetzner environment, from its Pulumi stack's output")
+    where.add_argument("--lab", help="a running lab, by name")
+    where.add_argument("--inventory", help="a saved inventory contract (JSON)")
+
+
 def _deploy(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -122,11 +161,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="the db clusters' state: Patroni and PostgreSQL, etcd, Valkey and Sentinel "
         "(exit 0: every member in place, 1: degraded, 2: no db node answers)",
     )
-    where = status.add_mutually_exclusive_group(required=True)
-    where.add_argument("--stack", help="a Hetzner environment, from its Pulumi stack's output")
-    where.add_argument("--lab", help="a running lab, by name")
-    where.add_argument("--inventory", help="a saved inventory contract (JSON)")
+    _environment_arguments(status)
     status.set_defaults(func=_status)
+
+    backup = commands.add_parser("backup", help="off-site backups (docs/operations.md#backups)")
+    backup_commands = backup.add_subparsers(dest="backup_command", required=True)
+    backup_state = backup_commands.add_parser(
+        "status",
+        help="the newest snapshot of each kind of backup and its age (exit 0: within two "
+        "intervals, 1: older, 2: none or unreachable)",
+    )
+    _environment_arguments(backup_state)
+    backup_state.set_defaults(func=_backup_status)
+    key = backup_commands.add_parser(
+        "key", help="print the public key to install on the backup account"
+    )
+    whose = key.add_mutually_exclusive_group(required=True)
+    whose.add_argument(
+        "--stack", help="an environment by its stack name (stacks/Pulumi.<name>.yaml)"
+    )
+    whose.add_argument("--lab", help="a running lab, by name")
+    key.set_defaults(func=_backup_key)
 
     lab_cli.register(commands)
     cloud_cli.register(commands)

@@ -173,9 +173,34 @@ def alert_webhook_url(state: LabState) -> str:
     return f"http://{state.gateway}:{state.lab.alert_webhook_port}/alerts"
 
 
-def lab_settings(stack_settings: Settings, state: LabState, ssh_public_key: str) -> Settings:
+STORAGE_ACCOUNT = "storage"
+"""The backup account on the lab's internet host, standing in for a Storage Box's."""
+
+
+def storage_host_key(state_dir: Path) -> Path:
+    """The internet host's SSH host key, made once per lab beside its state: the lab's settings
+    pin it as the backup target's host key, as an operator pins a Storage Box's."""
+    key = state_dir / "storage_host_key"
+    if not key.exists():
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "storage", "-f", str(key))
+    return key
+
+
+def storage_host_key_files(state_dir: Path) -> dict[str, str]:
+    """The internet host's host key files (host_files' form)."""
+    key = storage_host_key(state_dir)
+    return {
+        "etc/ssh/ssh_host_ed25519_key": key.read_text(),
+        "etc/ssh/ssh_host_ed25519_key.pub": key.with_suffix(".pub").read_text(),
+    }
+
+
+def lab_settings(
+    stack_settings: Settings, state: LabState, ssh_public_key: str, storage_host_key: str
+) -> Settings:
     """The stack's settings as a lab runs them: its address range, its SSH key and the
-    machine's bridge address as the admin network, and its own DNS."""
+    machine's bridge address as the admin network, its own DNS, and its internet host's
+    storage account as the backup target (`storage_host_key`: that host's public key line)."""
     data = stack_settings.model_dump(mode="json")
     if state.subnet != stack_settings.network.subnet:
         data["network"]["ip_range"] = str(state.lab.address_pool)
@@ -184,6 +209,13 @@ def lab_settings(stack_settings: Settings, state: LabState, ssh_public_key: str)
     data["environment"]["admin_cidrs"] = [f"{state.gateway}/32"]
     # Alerts' webhook: the lab's alert tests listen on the machine's bridge address.
     data["monitoring"]["notifications"]["webhook_urls"] = [alert_webhook_url(state)]
+    data["backups"]["target"] = {
+        "host": f"storage.{state.lab.services_domain}",
+        "port": 22,
+        "user": STORAGE_ACCOUNT,
+        "path": state.name,
+        "host_key": " ".join(storage_host_key.split()[:2]),
+    }
     # The lab's zones are served by its internet host alone, and are not signed; unbound
     # would answer .test and the private reverse zones itself.
     data["dns"]["resolver"] = {
@@ -216,3 +248,5 @@ def write_host_files(root: Path, files: dict[str, str], host_name: str) -> None:
     host_key = root / "etc/ssh/ssh_host_ed25519_key"
     if not host_key.exists():
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host_name, "-f", str(host_key))
+    # sshd refuses a private host key others may read (one handed in by `files`, too).
+    host_key.chmod(0o600)

@@ -28,6 +28,8 @@ from mailstack.lab.hosts import (
     lab_inventory,
     lab_settings,
     plan_lab_hosts,
+    storage_host_key,
+    storage_host_key_files,
     write_host_files,
 )
 from mailstack.lab.rootfs import base_image
@@ -123,7 +125,10 @@ class Lab:
     def effective_settings(self, state: LabState) -> Settings:
         """The stack's settings as this lab runs them (mailstack.lab.hosts.lab_settings)."""
         return lab_settings(
-            self.stack_settings, state, self.ssh_key.with_suffix(".pub").read_text()
+            self.stack_settings,
+            state,
+            self.ssh_key.with_suffix(".pub").read_text(),
+            storage_host_key(self.state_dir).with_suffix(".pub").read_text(),
         )
 
     def hosts(self, state: LabState | None = None) -> list[LabHost]:
@@ -270,6 +275,8 @@ class Lab:
             (self.pki_dir / "ca.pem").read_text(),
             root,
         )
+        if "internet" in host.roles:
+            files.update(storage_host_key_files(self.state_dir))
         write_host_files(root, files, host.name)
 
     # --- hosts ------------------------------------------------------------------------------

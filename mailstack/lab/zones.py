@@ -80,6 +80,8 @@ def lab_zones(settings, state, dkim_keys: Sequence[DkimKey] = ()) -> list[Zone]:
 
     records.append(Record(f"ns.{lab.services_domain}", "A", str(state.internet_address)))
     records.append(Record(f"acme.{lab.services_domain}", "A", str(state.internet_address)))
+    # The lab's stand-in for a Storage Box: the backup target of its settings.
+    records.append(Record(f"storage.{lab.services_domain}", "A", str(state.internet_address)))
 
     # Resellers point their own panel and webmail names at the platform's HTTP balancer.
     records.append(Record(f"*.{lab.reseller_zone}", "A", str(balancers["http"])))

@@ -1,5 +1,6 @@
 """The lab's internet (lab only): authoritative DNS for every lab zone (NSD), a foreign peer MTA
-(Postfix) and Pebble, the ACME test server standing in for Let's Encrypt."""
+(Postfix), Pebble, the ACME test server standing in for Let's Encrypt, and an SFTP account
+standing in for a Storage Box, the backups' target."""
 
 from mailstack.deploy.configfile import ConfigFile
 from mailstack.dkim import domain_keys
@@ -8,6 +9,10 @@ PEER_POSTFIX_CHECK = "postfix check"
 PEBBLE_CHECK = "python3 -m json.tool /etc/pebble/pebble-config.json >/dev/null"
 PEER_MAILDIR = "/var/mail/peer"
 PACKAGES = ["nsd", "postfix", "python3-dkim", "pebble"]
+STORAGE_HOME = "/srv/storage"
+"""The backup account's home: its SFTP root (root's own, as sshd's chroot requires)."""
+STORAGE_KEYS = "/etc/ssh/storage_authorized_keys"
+SSHD_CHECK = "sshd -t"
 
 
 def _addresses(state) -> dict:
@@ -78,3 +83,23 @@ def config_files(deployment, host) -> list[ConfigFile]:
         + peer_mta_files(deployment, host)
         + pebble_files(deployment, host)
     )
+
+
+def storage_files(deployment, host) -> list[ConfigFile]:
+    """sshd's SFTP-only account for the environment's backup key (backups.target of the lab's
+    settings): locked in its home, no shell, no forwarding."""
+    from mailstack.lab.hosts import STORAGE_ACCOUNT
+    from mailstack.services import backup
+
+    key = backup.ssh_public_key(deployment.secrets, deployment.settings.environment.name)
+    return [
+        ConfigFile.template(
+            "internet",
+            "/etc/ssh/sshd_config.d/storage.conf",
+            effect="reload",
+            account=STORAGE_ACCOUNT,
+            home=STORAGE_HOME,
+            authorized_keys=STORAGE_KEYS,
+        ),
+        ConfigFile.literal(STORAGE_KEYS, key + "\n", effect="reload"),
+    ]

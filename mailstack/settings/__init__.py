@@ -6,6 +6,7 @@ config key `mailstack:settings`; `load_stack_file` reads and validates one.
 
 from pydantic import Field, model_validator
 
+from mailstack.settings.backups import BackupSettings
 from mailstack.settings.base import Model
 from mailstack.settings.clusters import DatabaseSettings, ValkeySettings
 from mailstack.settings.dns import DnsSettings
@@ -50,6 +51,9 @@ class Settings(Model):
         description="The failover clusters of the mailstore pair and the mx nodes.",
     )
     web: WebSettings = Field(WebSettings(), description="The web nodes: control panel and webmail.")
+    backups: BackupSettings = Field(
+        BackupSettings(), description="Off-site backups: where they go and how often."
+    )
 
     @model_validator(mode="after")
     def _addresses_fit(self) -> "Settings":

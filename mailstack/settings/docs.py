@@ -73,6 +73,10 @@ READ_BY: dict[str, str] = {
     "alerts' sender)",
     "failover": "roles/pacemaker.py (the mailstore and mx clusters, their fence and volume agents)",
     "web": "roles/panel.py, roles/webmail.py, roles/nginx.py",
+    "backups": "roles/backup.py (mailstack.services.backup), `mailstack backup status`",
+    "backups.target": "roles/backup.py (repositories, SSH key and host key), the lab's storage "
+    "account (roles/internet.py)",
+    "backups.mail": "roles/backup.py (timer, retention)",
 }
 """Who reads each section: a section missing here fails `make docs` (and the docs test)."""
 

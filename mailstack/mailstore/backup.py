@@ -1,0 +1,354 @@
+"""The mail store's off-site backup, and restores of one mailbox or folder from it, with restic
+over SFTP on a mailstore node (docs/operations.md#backups).
+
+    python -m mailstack.mailstore.backup --config /etc/mailstack/backup/mail.json COMMAND
+
+- `run` (the timer's job, templates/backup/...): where Dovecot serves from the mounted mail
+  volume, backs up the mail root into the repository (created on first use), forgets snapshots
+  beyond the retention and, once per `prune_interval_hours`, prunes their data; then reports to
+  node exporter (mailstack_backup_last_success_timestamp_seconds{backup="mail"}, alert
+  BackupTooOld). On the node that does not serve it withdraws its report and does nothing.
+- `snapshots`: the mail snapshots, oldest first (time in UTC, id, what it added).
+- `status`: the newest snapshot and its age; exit 0 when it is younger than two intervals (and
+  five minutes), 1 when older, 2 when there is none.
+- `restore ADDRESS [--at TIME] [--folder NAME]`: the mailbox (or one folder of it) as it was in
+  the newest snapshot taken at or before TIME (ISO 8601, UTC unless it names its offset;
+  default: the newest), imported with `doveadm import` beside the mail the user has now: under
+  a new folder `Restored <snapshot time>`, so nothing current is touched or duplicated.
+- `check-config`: reads the configuration (the deploy's check before it is applied).
+
+Configuration (JSON, mailstack.services.backup.job_config): repository, ssh_command (argv of
+the SFTP transport), password_file, cache_dir, state_dir, report, mail_root, dovecot_unit,
+snapshot_host, keep (hourly/daily/weekly/monthly), prune_interval_hours, interval_minutes.
+Exit status: 0 done, 1 a step failed (its output on stderr), 2 a bad configuration or request.
+"""
+
+import argparse
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+METRIC = "mailstack_backup_last_success_timestamp_seconds"
+KEEP = ("hourly", "daily", "weekly", "monthly")
+REPOSITORY_MISSING = 10
+"""restic's exit status when the repository does not exist (restic 0.17 and later)."""
+INCOMPLETE = 3
+"""restic's exit status when a snapshot was written but some files could not be read: in a
+Maildir, messages Dovecot renamed while the backup ran (the next run takes their new names)."""
+TAG = "mail"
+
+log = logging.getLogger("mailstack.backup")
+
+
+class BackupError(RuntimeError):
+    """A step failed; the message says which and what restic or doveadm said."""
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    repository: str
+    ssh_command: list[str]
+    password_file: Path
+    cache_dir: Path
+    state_dir: Path
+    report: Path
+    mail_root: Path
+    dovecot_unit: str
+    snapshot_host: str
+    keep: dict[str, int]
+    prune_interval_hours: int
+    interval_minutes: int
+
+    @classmethod
+    def read(cls, path: str | Path) -> "BackupConfig":
+        """Raises ValueError naming what is wrong."""
+        try:
+            values = json.loads(Path(path).read_text())
+            config = cls(
+                repository=str(values["repository"]),
+                ssh_command=[str(a) for a in values["ssh_command"]],
+                password_file=Path(values["password_file"]),
+                cache_dir=Path(values["cache_dir"]),
+                state_dir=Path(values["state_dir"]),
+                report=Path(values["report"]),
+                mail_root=Path(values["mail_root"]),
+                dovecot_unit=str(values["dovecot_unit"]),
+                snapshot_host=str(values["snapshot_host"]),
+                keep={k: int(values["keep"][k]) for k in KEEP},
+                prune_interval_hours=int(values["prune_interval_hours"]),
+                interval_minutes=int(values["interval_minutes"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: {error!r}") from None
+        if not config.repository.startswith("sftp:"):
+            raise ValueError(f"{path}: repository must be an sftp: address")
+        if not all(p.is_absolute() for p in (config.mail_root, config.report, config.cache_dir)):
+            raise ValueError(f"{path}: mail_root, report and cache_dir must be absolute paths")
+        if not any(config.keep.values()):
+            raise ValueError(f"{path}: keep must keep some snapshots")
+        return config
+
+
+def restic(config: BackupConfig, *arguments: str, ok=(0,)) -> subprocess.CompletedProcess:
+    """Run restic on the repository; raises BackupError for an exit status not in `ok`."""
+    command = [
+        "restic",
+        "--repo",
+        config.repository,
+        "--option",
+        "sftp.command=" + shlex.join(config.ssh_command),
+        "--password-file",
+        str(config.password_file),
+        "--cache-dir",
+        str(config.cache_dir),
+        *arguments,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode not in ok:
+        raise BackupError(
+            f"restic {arguments[0]} failed ({result.returncode}): "
+            + (result.stderr.strip() or result.stdout.strip())[-2000:]
+        )
+    return result
+
+
+def serving(config: BackupConfig) -> bool:
+    """Whether this node serves the mail store: Dovecot active on the mounted mail volume."""
+    active = subprocess.run(
+        ["systemctl", "is-active", "--quiet", config.dovecot_unit], check=False
+    ).returncode
+    return active == 0 and os.path.ismount(config.mail_root)
+
+
+def ensure_repository(config: BackupConfig) -> None:
+    """Create the repository on first use (and only then: any other failure is an error)."""
+    found = restic(config, "cat", "config", ok=(0, REPOSITORY_MISSING))
+    if found.returncode == REPOSITORY_MISSING:
+        log.info("creating the repository %s", config.repository)
+        restic(config, "init")
+
+
+def _state(config: BackupConfig) -> dict:
+    try:
+        return json.loads((config.state_dir / "mail.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_state(config: BackupConfig, state: dict) -> None:
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    partial = config.state_dir / "mail.json.tmp"
+    partial.write_text(json.dumps(state, indent=2) + "\n")
+    partial.replace(config.state_dir / "mail.json")
+
+
+def write_report(config: BackupConfig, state: dict) -> None:
+    """node exporter's view of the last success (renamed into place: never read half-written)."""
+    lines = [
+        f"# HELP {METRIC} When the backup last succeeded (Unix time).",
+        f"# TYPE {METRIC} gauge",
+        f'{METRIC}{{backup="{TAG}"}} {state["succeeded"]:.0f}',
+        "# HELP mailstack_backup_last_added_bytes What the last successful backup added to "
+        "the repository.",
+        "# TYPE mailstack_backup_last_added_bytes gauge",
+        f'mailstack_backup_last_added_bytes{{backup="{TAG}"}} {state["added_bytes"]}',
+        "# HELP mailstack_backup_last_duration_seconds How long the last successful backup took.",
+        "# TYPE mailstack_backup_last_duration_seconds gauge",
+        f'mailstack_backup_last_duration_seconds{{backup="{TAG}"}} {state["seconds"]:.1f}',
+    ]
+    partial = config.report.with_name(config.report.name + ".tmp")
+    partial.write_text("\n".join(lines) + "\n")
+    partial.chmod(0o644)
+    partial.replace(config.report)
+
+
+def _summary(output: str) -> dict:
+    for line in reversed(output.splitlines()):
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if message.get("message_type") == "summary":
+            return message
+    raise BackupError("restic backup printed no summary")
+
+
+def run(config: BackupConfig) -> str:
+    """The timer's job. Returns what it did, for the journal."""
+    if not serving(config):
+        config.report.unlink(missing_ok=True)
+        return "not serving the mail store: nothing to back up here"
+    started = time.time()
+    ensure_repository(config)
+    # Locks of a run that died with its node (restic calls them stale after 30 minutes).
+    restic(config, "unlock")
+    backup = restic(
+        config,
+        "backup",
+        "--json",
+        "--host",
+        config.snapshot_host,
+        "--tag",
+        TAG,
+        "--one-file-system",
+        str(config.mail_root),
+        ok=(0, INCOMPLETE),
+    )
+    if backup.returncode == INCOMPLETE:
+        log.warning("some files changed while read (next run takes them): %s", backup.stderr[-500:])
+    summary = _summary(backup.stdout)
+    state = _state(config)
+    keep = [a for kind, n in config.keep.items() if n for a in (f"--keep-{kind}", str(n))]
+    forget = ["forget", "--host", config.snapshot_host, "--tag", TAG, *keep]
+    prune_due = time.time() - state.get("pruned", 0) >= config.prune_interval_hours * 3600
+    restic(config, *forget, *(["--prune"] if prune_due else []))
+    state.update(
+        succeeded=time.time(),
+        seconds=time.time() - started,
+        added_bytes=int(summary.get("data_added", 0)),
+        snapshot=summary.get("snapshot_id", ""),
+    )
+    if prune_due:
+        state["pruned"] = time.time()
+    _save_state(config, state)
+    write_report(config, state)
+    return (
+        f"snapshot {state['snapshot'][:8]}: {summary.get('total_files_processed', 0)} files, "
+        f"{state['added_bytes']} bytes added in {state['seconds']:.1f} s"
+        + (", pruned" if prune_due else "")
+    )
+
+
+def parse_time(text: str) -> datetime:
+    """restic's and the operator's times: ISO 8601, nanoseconds cut to microseconds, UTC
+    unless an offset is given."""
+    trimmed = re.sub(r"(\.\d{6})\d+", r"\1", text.strip()).replace("Z", "+00:00")
+    moment = datetime.fromisoformat(trimmed)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def snapshots(config: BackupConfig) -> list[dict]:
+    """The mail snapshots, oldest first, each with its `time` as a datetime in UTC."""
+    listed = restic(config, "snapshots", "--json", "--host", config.snapshot_host, "--tag", TAG)
+    found = json.loads(listed.stdout or "[]") or []
+    for snapshot in found:
+        snapshot["time"] = parse_time(snapshot["time"]).astimezone(UTC)
+    return sorted(found, key=lambda s: s["time"])
+
+
+def status(config: BackupConfig) -> tuple[int, str]:
+    """(exit status, report line) of the newest snapshot (see the module's `status`)."""
+    found = snapshots(config)
+    if not found:
+        return 2, f"mail: no snapshot in {config.repository}"
+    newest = found[-1]["time"]
+    age = (datetime.now(UTC) - newest).total_seconds()
+    fresh = age <= 2 * config.interval_minutes * 60 + 300
+    return (0 if fresh else 1), (
+        f"mail: newest snapshot {newest:%Y-%m-%d %H:%M:%S} UTC, {age / 60:.0f} min ago"
+        f"{'' if fresh else ' (OLDER THAN TWO INTERVALS)'}; {len(found)} snapshots in "
+        f"{config.repository}"
+    )
+
+
+def mailbox_home(address: str) -> Path:
+    """The mailbox's home as Dovecot's userdb gives it. Raises BackupError for an unknown user."""
+    result = subprocess.run(
+        ["doveadm", "user", "-f", "home", address], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0 or not result.stdout.strip():
+        raise BackupError(f"no mailbox {address}: {result.stderr.strip() or result.stdout.strip()}")
+    return Path(result.stdout.strip())
+
+
+def restore(config: BackupConfig, address: str, at: datetime | None, folder: str | None) -> str:
+    """Import the mailbox (or one folder) from the newest snapshot at or before `at` under a
+    new folder `Restored <snapshot time>`. Returns that folder's name."""
+    home = mailbox_home(address)
+    if not home.is_relative_to(config.mail_root):
+        raise BackupError(f"{address}'s home {home} is not below {config.mail_root}")
+    chosen = [s for s in snapshots(config) if at is None or s["time"] <= at]
+    if not chosen:
+        raise BackupError(f"no mail snapshot taken at or before {at or 'now'}")
+    snapshot = chosen[-1]
+    maildir = home / "Maildir"
+    parent = f"Restored {snapshot['time']:%Y-%m-%d %H%M} UTC"
+    # Readable by the mail's owner, as whom doveadm reads the restored copy.
+    scratch = Path(tempfile.mkdtemp(prefix="mailstack-restore-", dir="/var/tmp"))
+    try:
+        scratch.chmod(0o711)
+        restic(
+            config, "restore", snapshot["id"], "--target", str(scratch), "--include", str(maildir)
+        )
+        source = scratch / maildir.relative_to("/")
+        if not source.is_dir():
+            raise BackupError(
+                f"the snapshot of {snapshot['time']:%Y-%m-%d %H:%M} UTC holds no mail of {address}"
+            )
+        query = ["mailbox", folder] if folder else ["all"]
+        imported = subprocess.run(
+            ["doveadm", "import", "-u", address, f"maildir:{source}", parent, *query],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if imported.returncode != 0:
+            raise BackupError(f"doveadm import failed: {imported.stderr.strip()}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mailstack.mailstore.backup")
+    parser.add_argument("--config", required=True, help="the job's JSON configuration")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="back up the mail store (where this node serves it)")
+    commands.add_parser("snapshots", help="list the mail snapshots")
+    commands.add_parser("status", help="the newest snapshot and its age")
+    commands.add_parser("check-config", help="read the configuration and exit")
+    restoring = commands.add_parser("restore", help="bring back a mailbox or one of its folders")
+    restoring.add_argument("address", help="the mailbox, e.g. user@example.net")
+    restoring.add_argument("--at", type=parse_time, help="as it was at this time (ISO 8601)")
+    restoring.add_argument("--folder", help="only this folder (IMAP name, e.g. INBOX or Sent)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        config = BackupConfig.read(args.config)
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
+    try:
+        if args.command == "check-config":
+            return 0
+        if args.command == "run":
+            log.info("%s", run(config))
+        elif args.command == "status":
+            code, line = status(config)
+            print(line)
+            return code
+        elif args.command == "snapshots":
+            for snapshot in snapshots(config):
+                added = snapshot.get("summary", {}).get("data_added", "")
+                print(f"{snapshot['time']:%Y-%m-%d %H:%M:%S} UTC  {snapshot['short_id']}  {added}")
+        else:
+            parent = restore(config, args.address, args.at, args.folder)
+            print(f"restored into {parent!r} of {args.address}")
+    except BackupError as error:
+        log.error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

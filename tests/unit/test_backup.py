@@ -1,0 +1,99 @@
+"""The backup settings, the job's configuration as the deploy writes it and as the job reads it,
+and the times a restore is asked for."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from mailstack.deploy.deployment import REPOSITORY, Deployment
+from mailstack.mailstore.backup import BackupConfig, main, parse_time
+from mailstack.secrets import SecretStore
+from mailstack.services import backup
+from mailstack.settings import load_stack_file
+from mailstack.settings.backups import BackupTarget
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOo1FE4ca4wkgP+fv/KATw7Sk6mjirN983/zOwVw7ml0"
+
+
+def production(tmp_path) -> Deployment:
+    settings = load_stack_file(REPOSITORY / "stacks/Pulumi.production.yaml")
+    return Deployment.planned(settings, SecretStore(tmp_path / "secrets.json"), "production")
+
+
+def test_the_job_reads_what_the_deploy_writes(tmp_path):
+    deployment = production(tmp_path)
+    path = tmp_path / "mail.json"
+    path.write_text(json.dumps(backup.job_config(deployment)))
+    config = BackupConfig.read(path)
+    target = deployment.settings.backups.target
+    assert config.repository == f"sftp:{target.user}@{target.host}:mailstack/mail"
+    assert config.ssh_command[1:3] == ["-p", "23"]
+    assert f"UserKnownHostsFile={backup.KNOWN_HOSTS}" in config.ssh_command
+    assert "StrictHostKeyChecking=yes" in config.ssh_command
+    assert config.keep == {"hourly": 48, "daily": 14, "weekly": 8, "monthly": 12}
+    assert main(["--config", str(path), "check-config"]) == 0
+
+
+def test_the_pinned_host_key_and_the_hosts_key_are_installed(tmp_path):
+    deployment = production(tmp_path)
+    host = deployment.hosts("mailstore")[0]
+    files = {f.path: f for f in backup.config_files(deployment, host)}
+    target = deployment.settings.backups.target
+    assert files[backup.KNOWN_HOSTS].render() == f"[{target.host}]:23 {target.host_key}\n"
+    assert files[backup.SSH_KEY].render().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert {files[p].mode for p in (backup.SSH_KEY, backup.PASSWORD_FILE, backup.CONFIG)} == {"600"}
+    public = backup.ssh_public_key(deployment.secrets, "production")
+    assert public.startswith("ssh-ed25519 ") and public.endswith(" mailstack-production")
+    # The same key on every call: it is a secret, generated once.
+    assert backup.ssh_public_key(deployment.secrets, "production") == public
+
+
+def test_without_a_target_nothing_is_installed(tmp_path):
+    settings = load_stack_file(REPOSITORY / "stacks/Pulumi.staging.yaml")
+    deployment = Deployment.planned(settings, SecretStore(tmp_path / "s.json"), "staging")
+    assert backup.config_files(deployment, deployment.hosts("mailstore")[0]) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("host_key", "AAAAC3NzaC1lZDI1NTE5AAAA", "public host key"),
+        ("host_key", f"u1.your-storagebox.de {HOST_KEY}", "public host key"),
+        ("path", "/home/mailstack", "relative path"),
+        ("path", "mailstack/../other", "without '..'"),
+        ("host", "storagebox", "fully qualified"),
+        ("user", "root; rm", "pattern"),
+    ],
+)
+def test_a_bad_target_is_refused_naming_the_field(field, value, message):
+    values = {"host": "u1.your-storagebox.de", "user": "u1", "host_key": HOST_KEY, field: value}
+    with pytest.raises(ValidationError, match=message) as error:
+        BackupTarget.model_validate(values)
+    assert error.value.errors()[0]["loc"][0] == field
+
+
+def test_a_config_without_a_retention_is_refused(tmp_path):
+    deployment = production(tmp_path)
+    values = backup.job_config(deployment)
+    values["keep"] = dict.fromkeys(values["keep"], 0)
+    path = tmp_path / "mail.json"
+    path.write_text(json.dumps(values))
+    with pytest.raises(ValueError, match="keep"):
+        BackupConfig.read(path)
+    assert main(["--config", str(path), "check-config"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # restic's own form: nanoseconds and an offset.
+        ("2026-11-30T23:50:01.123456789+01:00", datetime(2026, 11, 30, 22, 50, 1, 123456, UTC)),
+        ("2026-11-30T23:50:01Z", datetime(2026, 11, 30, 23, 50, 1, tzinfo=UTC)),
+        # An operator's time without an offset is UTC.
+        ("2026-11-30 23:50", datetime(2026, 11, 30, 23, 50, tzinfo=UTC)),
+    ],
+)
+def test_times_are_read_as_restic_and_operators_write_them(text, expected):
+    assert parse_time(text) == expected
