@@ -5,6 +5,7 @@ import json
 import pytest
 
 from mailstack.services import (
+    backup,
     clamav,
     dovecot,
     etcd,
@@ -88,6 +89,12 @@ def test_mailstore_hosts(hosts, inventory):
         # Both run the timer; its job runs only where Dovecot is active.
         purge = host.service(f"{dovecot.PURGE_UNIT}.timer")
         assert purge.is_running and purge.is_enabled, member.name
+        if inventory.settings().backups.target is not None:
+            timer = host.service(f"{backup.UNIT}.timer")
+            assert timer.is_running and timer.is_enabled, member.name
+            for secret in (backup.SSH_KEY, backup.PASSWORD_FILE, backup.CONFIG):
+                found = host.file(secret)
+                assert (found.user, found.mode) == ("root", 0o600), (member.name, secret)
     assert len(running) == 1, f"Dovecot runs on {running}, not on exactly one node"
 
 
