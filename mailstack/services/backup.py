@@ -74,6 +74,12 @@ def repository(target, kind: str) -> str:
     return f"sftp:{target.user}@{target.host}:{target.path}/{kind}"
 
 
+def known_hosts_line(target) -> str:
+    """The target's pinned host key as ssh looks it up (a host on port 22 goes without it)."""
+    name = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
+    return f"{name} {target.host_key}\n"
+
+
 def job_config(deployment) -> dict:
     """What mailstack.mailstore.backup reads: the repository, how to reach it, what to keep."""
     settings = deployment.settings.backups
@@ -123,13 +129,12 @@ def config_files(deployment, host) -> list[ConfigFile]:
     target = settings.target
     if target is None:
         return []
-    known_host = f"[{target.host}]:{target.port} {target.host_key}\n"
     # Each run reads them anew: a change only restarts the timer, once the check has passed.
     secret = {"mode": "600"}
     return [
         ConfigFile.literal(CONFIG, json.dumps(job_config(deployment), indent=2) + "\n", **secret),
         ConfigFile.literal(SSH_KEY, ssh_private_key(deployment.secrets), **secret),
-        ConfigFile.literal(KNOWN_HOSTS, known_host),
+        ConfigFile.literal(KNOWN_HOSTS, known_hosts_line(target)),
         ConfigFile.literal(
             PASSWORD_FILE, deployment.secrets.get(REPOSITORY_PASSWORD_SECRET) + "\n", **secret
         ),

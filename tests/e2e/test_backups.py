@@ -131,7 +131,6 @@ def test_a_server_with_another_host_key_gets_no_backup(platform):
     other_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOo1FE4ca4wkgP+fv/KATw7Sk6mjirN983/zOwVw7ml0"
     config = "/run/mailstack-backup-wrong-key.json"
     known_hosts = "/run/mailstack-backup-wrong-key.known_hosts"
-    target = platform.settings.backups.target
     rewrite = (
         "import json, sys; c = json.load(open(sys.argv[1])); "
         "c['ssh_command'] = [a.replace(sys.argv[2], sys.argv[3]) for a in c['ssh_command']]; "
@@ -139,7 +138,7 @@ def test_a_server_with_another_host_key_gets_no_backup(platform):
     )
     platform.sh(
         node,
-        f"echo '[{target.host}]:{target.port} {other_key}' > {known_hosts} && "
+        f"sed 's| .*| {other_key}|' {backup.KNOWN_HOSTS} > {known_hosts} && "
         f'python3 -c "{rewrite}" {backup.CONFIG} {backup.KNOWN_HOSTS} {known_hosts} {config}',
     )
     try:

@@ -50,6 +50,11 @@ def test_the_pinned_host_key_and_the_hosts_key_are_installed(tmp_path):
     assert backup.ssh_public_key(deployment.secrets, "production") == public
 
 
+def test_a_target_on_port_22_is_pinned_under_its_bare_name():
+    target = BackupTarget(host="storage.internet.test", port=22, user="s", host_key=HOST_KEY)
+    assert backup.known_hosts_line(target) == f"storage.internet.test {HOST_KEY}\n"
+
+
 def test_without_a_target_nothing_is_installed(tmp_path):
     settings = load_stack_file(REPOSITORY / "stacks/Pulumi.staging.yaml")
     deployment = Deployment.planned(settings, SecretStore(tmp_path / "s.json"), "staging")
