@@ -45,6 +45,8 @@ REPOSITORY_MISSING = 10
 INCOMPLETE = 3
 """restic's exit status when a snapshot was written but some files could not be read: in a
 Maildir, messages Dovecot renamed while the backup ran (the next run takes their new names)."""
+LOCKED = 11
+"""restic's exit status when it cannot lock the repository."""
 TAG = "mail"
 
 log = logging.getLogger("mailstack.backup")
@@ -172,6 +174,11 @@ def write_report(config: BackupConfig, state: dict) -> None:
     partial.replace(config.report)
 
 
+def _line(output: str, limit: int = 500) -> str:
+    """A tool's output as one journal line."""
+    return " | ".join(part.strip() for part in output.strip().splitlines())[-limit:]
+
+
 def _summary(output: str) -> dict:
     for line in reversed(output.splitlines()):
         try:
@@ -205,13 +212,20 @@ def run(config: BackupConfig) -> str:
         ok=(0, INCOMPLETE),
     )
     if backup.returncode == INCOMPLETE:
-        log.warning("some files changed while read (next run takes them): %s", backup.stderr[-500:])
+        log.warning("some files changed while read (next run takes them): %s", _line(backup.stderr))
     summary = _summary(backup.stdout)
     state = _state(config)
     keep = [a for kind, n in config.keep.items() if n for a in (f"--keep-{kind}", str(n))]
     forget = ["forget", "--host", config.snapshot_host, "--tag", TAG, *keep]
     prune_due = time.time() - state.get("pruned", 0) >= config.prune_interval_hours * 3600
-    restic(config, *forget, *(["--prune"] if prune_due else []))
+    forgot = restic(config, *forget, *(["--prune"] if prune_due else []), ok=(0, LOCKED))
+    if forgot.returncode == LOCKED:
+        # A lock of a run that died with its node, not yet stale: the snapshot is safe, the
+        # clean-up waits for a later run.
+        log.warning(
+            "repository locked, forget and prune left for a later run: %s", _line(forgot.stderr)
+        )
+        prune_due = False
     state.update(
         succeeded=time.time(),
         seconds=time.time() - started,
@@ -297,7 +311,8 @@ def restore(config: BackupConfig, address: str, at: datetime | None, folder: str
             )
         query = ["mailbox", folder] if folder else ["all"]
         imported = subprocess.run(
-            ["doveadm", "import", "-u", address, f"maildir:{source}", parent, *query],
+            # Subscribed: most clients show only subscribed folders.
+            ["doveadm", "import", "-u", address, "-s", f"maildir:{source}", parent, *query],
             capture_output=True,
             text=True,
             check=False,
@@ -307,6 +322,17 @@ def restore(config: BackupConfig, address: str, at: datetime | None, folder: str
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return parent
+
+
+class JournalFormatter(logging.Formatter):
+    """Under systemd, each line with its syslog priority (sd-daemon's "<N>" prefix), so a
+    failed run is an error in the journal, not information."""
+
+    PRIORITIES = {logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = self.PRIORITIES.get(record.levelno, 3)
+        return "\n".join(f"<{priority}>{line}" for line in record.getMessage().splitlines())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     restoring.add_argument("--at", type=parse_time, help="as it was at this time (ISO 8601)")
     restoring.add_argument("--folder", help="only this folder (IMAP name, e.g. INBOX or Sent)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JournalFormatter() if os.environ.get("JOURNAL_STREAM") else None)
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         config = BackupConfig.read(args.config)
     except ValueError as error:

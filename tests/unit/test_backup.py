@@ -102,3 +102,16 @@ def test_a_config_without_a_retention_is_refused(tmp_path):
 )
 def test_times_are_read_as_restic_and_operators_write_them(text, expected):
     assert parse_time(text) == expected
+
+
+def test_under_systemd_each_line_carries_its_priority():
+    import logging
+
+    from mailstack.mailstore.backup import JournalFormatter
+
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "restic failed\nFatal: %s", ("no",), None
+    )
+    assert JournalFormatter().format(record) == "<3>restic failed\n<3>Fatal: no"
+    record.levelno = logging.INFO
+    assert JournalFormatter().format(record).startswith("<6>")
