@@ -49,26 +49,26 @@ def _inventory(args: argparse.Namespace, command: str):
     return from_pulumi_stack(args.stack)
 
 
+def _report(args: argparse.Namespace, command: str, reporter) -> int:
+    """Print the report `reporter(inventory)` makes; its exit code, 1 without an inventory."""
+    inventory = _inventory(args, command)
+    if inventory is None:
+        return 1
+    code, report = reporter(inventory)
+    print(report, end="")
+    return code
+
+
 def _status(args: argparse.Namespace) -> int:
     from mailstack.status import cluster_status
 
-    inventory = _inventory(args, "status")
-    if inventory is None:
-        return 1
-    code, report = cluster_status(inventory)
-    print(report, end="")
-    return code
+    return _report(args, "status", cluster_status)
 
 
 def _backup_status(args: argparse.Namespace) -> int:
     from mailstack.backups import backup_status
 
-    inventory = _inventory(args, "backup status")
-    if inventory is None:
-        return 1
-    code, report = backup_status(inventory)
-    print(report, end="")
-    return code
+    return _report(args, "backup status", backup_status)
 
 
 def _backup_key(args: argparse.Namespace) -> int:
