@@ -82,6 +82,7 @@ def config_files(deployment, host) -> list[ConfigFile]:
         nsd_files(deployment, host)
         + peer_mta_files(deployment, host)
         + pebble_files(deployment, host)
+        + storage_files(deployment, host)
     )
 
 
