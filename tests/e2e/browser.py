@@ -41,6 +41,34 @@ def body_text(driver) -> str:
     return ""
 
 
+def press(driver, label: str) -> None:
+    """Press the form's button with this label and wait until the answer replaced the page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+
+
+def fill(driver, **fields: str) -> None:
+    """Type each value into the form field of that name (replacing what it held)."""
+    from selenium.webdriver.common.by import By
+
+    for name, value in fields.items():
+        element = driver.find_element(By.NAME, name)
+        element.clear()
+        element.send_keys(value)
+
+
+def panel_login(driver, host: str, username: str, password: str) -> None:
+    driver.delete_all_cookies()
+    driver.get(f"https://{host}/login/")
+    fill(driver, username=username, password=password)
+    press(driver, "Log in")
+
+
 def webmail_login(driver, host: str, address: str, password: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions

@@ -8,22 +8,11 @@ import subprocess
 import uuid
 
 import pytest
-from browser import SCREENSHOTS, body_text, wait_for, webmail_login
+from browser import SCREENSHOTS, body_text, panel_login, press, wait_for, webmail_login
 
 from mailstack.testing.platform import message
 
 pytestmark = pytest.mark.browser
-
-
-def press(driver, label: str) -> None:
-    """Press the form's button with this label and wait until the answer replaced the page."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    page = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
 
 
 def sent_folder_holds(platform, mailbox, marker: str) -> bool:
@@ -68,11 +57,7 @@ def test_an_auto_reply_set_in_the_panel_answers_the_peer(platform, chromium):
     env = platform.settings.environment
     mailbox = platform.new_mailbox()
     away = f"away-{uuid.uuid4().hex[:8]}"
-    chromium.delete_all_cookies()
-    chromium.get(f"https://{env.hostname('panel')}/login/")
-    chromium.find_element(By.NAME, "username").send_keys(mailbox.address)
-    chromium.find_element(By.NAME, "password").send_keys(mailbox.password)
-    press(chromium, "Log in")
+    panel_login(chromium, env.hostname("panel"), mailbox.address, mailbox.password)
     assert f"Settings of {mailbox.address}" in body_text(chromium)
     chromium.find_element(By.NAME, "vacation_enabled").click()
     chromium.find_element(By.NAME, "vacation_subject").send_keys(away)
