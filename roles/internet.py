@@ -28,6 +28,8 @@ server.user(
     shell="/usr/sbin/nologin",
     system=True,
     create_home=False,
+    # Its home is sshd's chroot, which must stay root's (below): pyinfra would give it to the user.
+    ensure_home=False,
 )
 # sshd's chroot must belong to root; the account writes below it.
 files.directory(name="Storage account's root", path=internet.STORAGE_HOME, user="root", mode="755")

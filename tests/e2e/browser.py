@@ -50,6 +50,11 @@ def press(driver, label: str) -> None:
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
     WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+    # The answer has replaced the page; let it finish loading, or the next navigation cuts it
+    # off half-way and chromium may hand out elements of the document it abandoned.
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
 
 
 def fill(driver, **fields: str) -> None:
