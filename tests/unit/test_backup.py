@@ -5,6 +5,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import ValidationError
 
 from mailstack.deploy.deployment import REPOSITORY, Deployment
@@ -42,10 +44,15 @@ def test_the_pinned_host_key_and_the_hosts_key_are_installed(tmp_path):
     files = {f.path: f for f in backup.config_files(deployment, host)}
     target = deployment.settings.backups.target
     assert files[backup.KNOWN_HOSTS].render() == f"[{target.host}]:23 {target.host_key}\n"
-    assert files[backup.SSH_KEY].render().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    # The installed key is an Ed25519 key in OpenSSH's format, the pair of the printed one.
+    installed = serialization.load_ssh_private_key(files[backup.SSH_KEY].render().encode(), None)
+    assert isinstance(installed, ed25519.Ed25519PrivateKey)
+    installed_public = installed.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
     assert {files[p].mode for p in (backup.SSH_KEY, backup.PASSWORD_FILE, backup.CONFIG)} == {"600"}
     public = backup.ssh_public_key(deployment.secrets, "production")
-    assert public.startswith("ssh-ed25519 ") and public.endswith(" mailstack-production")
+    assert public == f"{installed_public.decode()} mailstack-production"
     # The same key on every call: it is a secret, generated once.
     assert backup.ssh_public_key(deployment.secrets, "production") == public
 
