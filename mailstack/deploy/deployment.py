@@ -210,43 +210,47 @@ class Deployment:
         every profile but `single`, whose one host runs PostgreSQL and Valkey on their own."""
         return self.settings.topology.profile != "single"
 
+    def _database_client(
+        self, database: str, user: str, password_secret: str, target_session_attrs: str
+    ) -> DatabaseClient:
+        """A role's way to a database on the db nodes, libpq choosing the node."""
+        return DatabaseClient(
+            hosts=tuple(self.addresses("db")),
+            port=postgresql.PORT,
+            name=database,
+            user=user,
+            password=self.secrets.get(password_secret),
+            target_session_attrs=target_session_attrs,
+        )
+
     @functools.cached_property
     def database_reader(self) -> DatabaseClient:
         """The read-only role Postfix, Dovecot and the policy service look accounts up with:
         any db node answers, replicas as well as the primary, so lookups go on through a
         failover."""
-        return DatabaseClient(
-            hosts=tuple(self.addresses("db")),
-            port=postgresql.PORT,
-            name=postgresql.DATABASE,
-            user=postgresql.LOOKUP_USER,
-            password=self.secrets.get(postgresql.LOOKUP_PASSWORD_SECRET),
-            target_session_attrs="any",
+        return self._database_client(
+            postgresql.DATABASE, postgresql.LOOKUP_USER, postgresql.LOOKUP_PASSWORD_SECRET, "any"
         )
 
     @functools.cached_property
     def database_writer(self) -> DatabaseClient:
         """The role that owns the schema (the panel, its migrations and account commands): the
         primary only, found among the db nodes by libpq (target_session_attrs=read-write)."""
-        return DatabaseClient(
-            hosts=tuple(self.addresses("db")),
-            port=postgresql.PORT,
-            name=postgresql.DATABASE,
-            user=postgresql.PANEL_USER,
-            password=self.secrets.get(postgresql.PANEL_PASSWORD_SECRET),
-            target_session_attrs="read-write",
+        return self._database_client(
+            postgresql.DATABASE,
+            postgresql.PANEL_USER,
+            postgresql.PANEL_PASSWORD_SECRET,
+            "read-write",
         )
 
     @functools.cached_property
     def webmail_database(self) -> DatabaseClient:
         """Roundcube's own database and the role that owns it (nothing of the account data)."""
-        return DatabaseClient(
-            hosts=tuple(self.addresses("db")),
-            port=postgresql.PORT,
-            name=postgresql.WEBMAIL_DATABASE,
-            user=postgresql.WEBMAIL_USER,
-            password=self.secrets.get(postgresql.WEBMAIL_PASSWORD_SECRET),
-            target_session_attrs="read-write",
+        return self._database_client(
+            postgresql.WEBMAIL_DATABASE,
+            postgresql.WEBMAIL_USER,
+            postgresql.WEBMAIL_PASSWORD_SECRET,
+            "read-write",
         )
 
     def valkey_store(self, use: str) -> valkey.ValkeyStore:
