@@ -173,6 +173,15 @@ ALLOWED = [
         r"Auth USER lookup failed|Internal error occurred).*",
         FAILOVER + ": Sieve's settings, quota and user lookups fail over with it (delivery waits)",
     ),
+    Expected(
+        "dovecot",
+        r"lmtp\(\S+\)<\d+><\S+>: Warning: sieve: storage mailstack-settings: dict: "
+        r"dict\(proxy\): conn unix:/run/dovecot/dict \(pid=\d+,uid=0\): dict lookup took "
+        r"\d{1,2}\.\d+ secs .*",
+        FAILOVER + ": the dict server's connection to the node that was cut off or killed waits "
+        "for its timeout and the pool's reconnection to another node; the delivery waits (under "
+        "100 s, well within Postfix's LMTP timeouts), a longer wait still fails here",
+    ),
     Expected("mailstack-policyd", r"WARNING outbound limit: account data unavailable .*", FAILOVER),
     Expected(
         "rspamd",
