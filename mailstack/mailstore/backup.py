@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mailstack.jobs import log_to_stderr, write_metrics
+
 METRIC = "mailstack_backup_last_success_timestamp_seconds"
 KEEP = ("hourly", "daily", "weekly", "monthly")
 REPOSITORY_MISSING = 10
@@ -155,23 +157,26 @@ def _save_state(config: BackupConfig, state: dict) -> None:
 
 
 def write_report(config: BackupConfig, state: dict) -> None:
-    """node exporter's view of the last success (renamed into place: never read half-written)."""
-    lines = [
-        f"# HELP {METRIC} When the backup last succeeded (Unix time).",
-        f"# TYPE {METRIC} gauge",
-        f'{METRIC}{{backup="{TAG}"}} {state["succeeded"]:.0f}',
-        "# HELP mailstack_backup_last_added_bytes What the last successful backup added to "
-        "the repository.",
-        "# TYPE mailstack_backup_last_added_bytes gauge",
-        f'mailstack_backup_last_added_bytes{{backup="{TAG}"}} {state["added_bytes"]}',
-        "# HELP mailstack_backup_last_duration_seconds How long the last successful backup took.",
-        "# TYPE mailstack_backup_last_duration_seconds gauge",
-        f'mailstack_backup_last_duration_seconds{{backup="{TAG}"}} {state["seconds"]:.1f}',
-    ]
-    partial = config.report.with_name(config.report.name + ".tmp")
-    partial.write_text("\n".join(lines) + "\n")
-    partial.chmod(0o644)
-    partial.replace(config.report)
+    """node exporter's view of the last success."""
+    label = f'backup="{TAG}"'
+    write_metrics(
+        config.report,
+        [
+            (METRIC, "When the backup last succeeded (Unix time).", label, state["succeeded"]),
+            (
+                "mailstack_backup_last_added_bytes",
+                "What the last successful backup added to the repository.",
+                label,
+                state["added_bytes"],
+            ),
+            (
+                "mailstack_backup_last_duration_seconds",
+                "How long the last successful backup took.",
+                label,
+                round(state["seconds"], 1),
+            ),
+        ],
+    )
 
 
 def _line(output: str, limit: int = 500) -> str:
@@ -324,17 +329,6 @@ def restore(config: BackupConfig, address: str, at: datetime | None, folder: str
     return parent
 
 
-class JournalFormatter(logging.Formatter):
-    """Under systemd, each line with its syslog priority (sd-daemon's "<N>" prefix), so a
-    failed run is an error in the journal, not information."""
-
-    PRIORITIES = {logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
-
-    def format(self, record: logging.LogRecord) -> str:
-        priority = self.PRIORITIES.get(record.levelno, 3)
-        return "\n".join(f"<{priority}>{line}" for line in record.getMessage().splitlines())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mailstack.mailstore.backup")
     parser.add_argument("--config", required=True, help="the job's JSON configuration")
@@ -348,9 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     restoring.add_argument("--at", type=parse_time, help="as it was at this time (ISO 8601)")
     restoring.add_argument("--folder", help="only this folder (IMAP name, e.g. INBOX or Sent)")
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JournalFormatter() if os.environ.get("JOURNAL_STREAM") else None)
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    log_to_stderr()
     try:
         config = BackupConfig.read(args.config)
     except ValueError as error:

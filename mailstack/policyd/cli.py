@@ -3,13 +3,13 @@
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 
 import uvloop
 from pydantic import ValidationError
 
+from mailstack.jobs import log_to_stderr
 from mailstack.policyd.config import PolicydConfig, load_config
 from mailstack.settings.stackfile import SettingsError
 
@@ -85,28 +85,8 @@ async def _serve(config: PolicydConfig) -> None:
         logging.getLogger("mailstack.policyd").info("policyd: stopped")
 
 
-class JournalFormatter(logging.Formatter):
-    """Prefixes each line with its syslog priority (`<4>` for a warning), which the journal
-    reads from a service's standard error (sd-daemon(3)), so `journalctl -p warning` finds it."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        if record.levelno >= logging.ERROR:
-            priority = 3
-        elif record.levelno >= logging.WARNING:
-            priority = 4
-        elif record.levelno >= logging.INFO:
-            priority = 6
-        else:
-            priority = 7
-        return f"<{priority}>{super().format(record)}"
-
-
 def run(args: argparse.Namespace) -> int:
-    handler = logging.StreamHandler(sys.stderr)
-    # Under systemd, standard error goes to the journal, which says so in JOURNAL_STREAM.
-    formatter = JournalFormatter if os.environ.get("JOURNAL_STREAM") else logging.Formatter
-    handler.setFormatter(formatter("%(levelname)s %(message)s"))
-    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    log_to_stderr(args.log_level.upper(), "%(levelname)s %(message)s")
     try:
         config = build_config(args)
     except SettingsError as error:

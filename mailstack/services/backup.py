@@ -12,7 +12,7 @@ import json
 from mailstack.deploy.configfile import ConfigFile
 from mailstack.deploy.deployment import APP_SOURCE, APP_VENV, code_version
 from mailstack.services import dovecot
-from mailstack.services.exporters import TEXTFILE_DIR
+from mailstack.services.textfile import TEXTFILE_DIR
 
 PACKAGES = ["restic", "openssh-client"]
 UNIT = "mailstack-backup-mail"

@@ -31,6 +31,7 @@ from mailstack.services import (
     valkey,
     valkeyproxy,
 )
+from mailstack.services.textfile import TEXTFILE_DIR
 from mailstack.topology import balanced_services
 
 NODE_UNIT = "prometheus-node-exporter"
@@ -42,8 +43,6 @@ POSTFIX_LOG = "/var/log/mail.log"
 exporter's package depends on) writes from the journal, root:adm 0640 (the unit adds the group
 adm). The exporter exits at once when the file does not exist, as before rsyslog's first mail
 line, so the role makes it first."""
-TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
-"""Node exporter's textfile collector reads every *.prom file here (Debian's default)."""
 POSTGRES_ROLE = "prometheus"
 """The exporter's database role: the exporter's system user by peer authentication, a member
 of pg_monitor (reads statistics, nothing else)."""

@@ -33,6 +33,7 @@ from mailstack.services import (
     monitoring,
     patroni,
     policyd,
+    textfile,
     valkey,
 )
 from mailstack.settings import load_stack_file
@@ -45,7 +46,7 @@ pytestmark = pytest.mark.lab
 FILL_LOW = "/srv/mailstack-alert-low"
 FILL_FULL = "/srv/mailstack-alert-full"
 SLOT = "mailstack_alert_test"
-BACKUP_REPORT = f"{exporters.TEXTFILE_DIR}/mailstack_backup_alerttest.prom"
+BACKUP_REPORT = f"{textfile.TEXTFILE_DIR}/mailstack_backup_alerttest.prom"
 UNREACHABLE = "192.0.2.1"
 """TEST-NET-1: the lab hosts have no route to it, so mail for it is deferred at once."""
 ALERTS = [

@@ -114,7 +114,7 @@ def test_times_are_read_as_restic_and_operators_write_them(text, expected):
 def test_under_systemd_each_line_carries_its_priority():
     import logging
 
-    from mailstack.mailstore.backup import JournalFormatter
+    from mailstack.jobs import JournalFormatter
 
     record = logging.LogRecord(
         "x", logging.ERROR, __file__, 1, "restic failed\nFatal: %s", ("no",), None
