@@ -42,7 +42,7 @@ if deployment.db_clustered:
             if any(key.startswith("postgresql.parameters.") for key in changes):
                 server.shell(
                     name="Restart the members whose settings wait for a restart",
-                    commands=[f"{patroni.CTL} restart {patroni.SCOPE} --pending --force"],
+                    commands=[patroni.restart_pending_command(deployment.settings)],
                 )
     # Made by the bootstrap; fixed here where a password changed since (or the bootstrap failed).
     ensure_accounts(

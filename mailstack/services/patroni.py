@@ -9,9 +9,10 @@ holds them for the cluster's first start only, and the role applies later change
 """
 
 import json
+import shlex
 
 from mailstack.deploy.configfile import ConfigFile
-from mailstack.services import etcd, postgresql, valkey
+from mailstack.services import etcd, pgbackrest, postgresql, valkey
 
 UNIT = "patroni"
 # python3-etcd: Patroni's etcd3 store is built on it (the package lists it as one of several
@@ -23,8 +24,6 @@ CHECK = f"patroni --validate-config --ignore-listen-port {CONFIG}"
 CTL = f"patronictl -c {CONFIG}"
 SCOPE = "mailstack"
 REST_PORT = 8008
-DATA_DIR = f"/var/lib/postgresql/{postgresql.VERSION}/main"
-BIN_DIR = f"/usr/lib/postgresql/{postgresql.VERSION}/bin"
 REST_USER = "patroni"
 REST_PASSWORD_SECRET = "patroni_rest_password"
 SUPERUSER_PASSWORD_SECRET = "db_superuser_password"
@@ -65,6 +64,7 @@ def dynamic_config(settings) -> dict:
                 "wal_log_hints": "on",
                 "max_wal_senders": 10,
                 "max_replication_slots": 10,
+                **pgbackrest.archive_parameters(settings),
             },
         },
     }
@@ -82,7 +82,7 @@ def differences(current: dict | None, wanted: dict) -> dict[str, str]:
             changes[key] = json.dumps(value) if isinstance(value, bool) else str(value)
     parameters = current.get("postgresql", {}).get("parameters", {})
     for key, value in wanted["postgresql"]["parameters"].items():
-        if str(parameters.get(key)) != str(value):
+        if _setting(parameters.get(key)) != _setting(value):
             changes[f"postgresql.parameters.{key}"] = str(value)
     for key in ("use_pg_rewind", "use_slots"):
         if current.get("postgresql", {}).get(key) != wanted["postgresql"][key]:
@@ -90,9 +90,35 @@ def differences(current: dict | None, wanted: dict) -> dict[str, str]:
     return changes
 
 
+def _setting(value) -> str:
+    """A PostgreSQL setting as text, its booleans in one spelling: a value set with
+    `patronictl edit-config` is read as YAML (on -> true), one from the bootstrap is not."""
+    text = ("on" if value else "off") if isinstance(value, bool) else str(value)
+    return {"true": "on", "yes": "on", "false": "off", "no": "off"}.get(text.lower(), text)
+
+
 def edit_config_command(changes: dict[str, str]) -> str:
-    arguments = " ".join(f"--set {key}={value}" for key, value in sorted(changes.items()))
+    arguments = " ".join(
+        f"--set {shlex.quote(f'{key}={value}')}" for key, value in sorted(changes.items())
+    )
     return f"{CTL} edit-config {SCOPE} --force --quiet {arguments}"
+
+
+def restart_pending_command(settings) -> str:
+    """A shell command that waits until every member has noticed the changed cluster-wide
+    settings (each on its own loop) and flagged the restart some of them need, then restarts
+    the flagged members (all at once: writes pause for their restart). Without a flag after
+    three loops (the change needed only a reload) it restarts nothing."""
+    loops = 3 * settings.database.loop_wait_seconds
+    all_flagged = (
+        "import json, sys; members = json.load(sys.stdin); "
+        "sys.exit(0 if members and all(m.get('Pending restart') for m in members) else 1)"
+    )
+    return (
+        f"for i in $(seq {loops}); do {CTL} list {SCOPE} -f json | python3 -c "
+        f"{shlex.quote(all_flagged)} && break; sleep 1; done; "
+        f"{CTL} restart {SCOPE} --pending --force"
+    )
 
 
 def hba_entries(deployment) -> list[dict]:
@@ -131,8 +157,9 @@ def config_files(deployment, host) -> list[ConfigFile]:
             etcd_hosts=[f"{a}:{etcd.CLIENT_PORT}" for a in deployment.addresses("db")],
             dynamic=json.dumps(dynamic_config(settings)),
             port=postgresql.PORT,
-            data_dir=DATA_DIR,
-            bin_dir=BIN_DIR,
+            data_dir=postgresql.DATA_DIR,
+            bin_dir=postgresql.BIN_DIR,
+            socket_dir=postgresql.SOCKET_DIR,
             superuser_password=secrets.get(SUPERUSER_PASSWORD_SECRET),
             replication_user=REPLICATION_USER,
             replication_password=secrets.get(REPLICATION_PASSWORD_SECRET),
