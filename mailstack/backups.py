@@ -1,19 +1,26 @@
-"""`mailstack backup`: from the operator's machine, the age of each kind of backup as its
-repository shows it, and the public key the backup account must accept."""
+"""`mailstack backup`: from the operator's machine, the age of each kind of backup (the mail
+store's, the account data's) as its repository shows it, and the public key the backup account must accept."""
 
 from mailstack.inventory import Inventory
 from mailstack.secrets import secret_store
-from mailstack.services import backup
+from mailstack.services import backup, pgbackrest
 from mailstack.status import first_answer
 
 
 def backup_status(inventory: Inventory) -> tuple[int, str]:
-    """(exit code, report) from the first mailstore node that answers: 0 when the newest
-    snapshot is within two backup intervals, 1 when older, 2 when there is none, no target
-    is set or no node answers."""
-    if inventory.settings().backups.target is None:
+    """(exit code, report) of each kind of backup, each from the first node of its role that
+    answers (the mail store's from a mailstore node, the account data's from a db node of a
+    cluster): 0 when each newest backup is within two of its intervals, 1 when one is older, 2
+    when one has none, no target is set or no node answers."""
+    settings = inventory.settings()
+    if settings.backups.target is None:
         return 2, "no backups: backups.target is not set in the settings\n"
-    return first_answer(inventory, "mailstore", f"{backup.COMMAND} status", (0, 1, 2), 300)
+    answers = [first_answer(inventory, "mailstore", f"{backup.COMMAND} status", (0, 1, 2), 300)]
+    if settings.topology.profile != "single":
+        answers.append(
+            first_answer(inventory, "db", f"{pgbackrest.COMMAND} status", (0, 1, 2), 300)
+        )
+    return max(code for code, _ in answers), "".join(report for _, report in answers)
 
 
 def public_key(stack: str, lab_file: str | None, environment: str) -> str:

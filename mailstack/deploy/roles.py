@@ -26,7 +26,9 @@ ROLES: list[tuple[str, frozenset[str]]] = [
     ("postgresql", frozenset({"db"})),
     ("valkey", frozenset({"db"})),
     # The code the policy service, the panel, the clusters' agents and the jobs run.
-    ("venv", frozenset({"mx", "mailstore", "web"})),
+    ("venv", frozenset({"mx", "mailstore", "web", "db"})),
+    # After the venv (its job's code); PostgreSQL archives into it from its first start.
+    ("pgbackrest", frozenset({"db"})),
     ("panel", frozenset({"web"})),
     ("webmail", frozenset({"web"})),
     ("dovecot", frozenset({"mailstore"})),

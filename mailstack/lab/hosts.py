@@ -214,6 +214,8 @@ def lab_settings(
         "port": 22,
         "user": STORAGE_ACCOUNT,
         "path": state.name,
+        # sshd locks the account in its home, which it then shows as /.
+        "home": "/",
         "host_key": " ".join(storage_host_key.split()[:2]),
     }
     # The lab's zones are served by its internet host alone, and are not signed; unbound

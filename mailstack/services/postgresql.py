@@ -25,6 +25,9 @@ opens one to another node, instead of waiting out TCP's retransmissions (minutes
 VERSION = 17
 UNIT = f"postgresql@{VERSION}-main"
 CONFIG_DIR = f"/etc/postgresql/{VERSION}/main"
+DATA_DIR = f"/var/lib/postgresql/{VERSION}/main"
+BIN_DIR = f"/usr/lib/postgresql/{VERSION}/bin"
+SOCKET_DIR = "/var/run/postgresql"
 # The server parses its configuration files (-C prints one setting, after reading them all and
 # failing on any error); pg_hba_file_rules reads pg_hba.conf as it is on disk, not as loaded.
 CONFIG_CHECK = (

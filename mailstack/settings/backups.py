@@ -27,6 +27,12 @@ def _check_repository_path(value: PurePosixPath) -> PurePosixPath:
     return value
 
 
+def _check_home(value: PurePosixPath) -> PurePosixPath:
+    if not value.is_absolute() or ".." in value.parts:
+        raise ValueError(f"{value} must be an absolute path without '..'")
+    return value
+
+
 class BackupTarget(Model):
     """An SFTP account off the platform, as a Hetzner Storage Box offers it. Every backup of
     the environment goes below `path` there, encrypted before it leaves the host."""
@@ -51,6 +57,13 @@ class BackupTarget(Model):
         PurePosixPath("mailstack"),
         description="Directory below the account's home that holds this environment's "
         "repositories (one per kind of backup).",
+    )
+    home: Annotated[PurePosixPath, AfterValidator(_check_home)] = Field(
+        PurePosixPath("/home"),
+        description="The account's home directory as its SFTP server shows it: pgBackRest "
+        "addresses its repository by absolute path (a Storage Box shows /home; a server that "
+        "locks the account in its home shows /).",
+        examples=["/home"],
     )
     host_key: Annotated[str, AfterValidator(_check_host_key)] = Field(
         description="The server's public host key, so a host never sends its backups to "
@@ -85,6 +98,43 @@ class MailBackup(Model):
     )
 
 
+class DatabaseBackup(Model):
+    """The account data (PostgreSQL), backed up with pgBackRest from whichever db node is the
+    primary: every WAL segment as it is completed, and full and differential backups on a
+    schedule, restorable to any moment since the oldest full backup kept."""
+
+    backup_interval_hours: int = Field(
+        24,
+        ge=1,
+        le=168,
+        description="How often a backup runs: differential (what changed since the last full "
+        "one) until a full backup is due. Restoring replays the WAL archived since that backup, "
+        "so a shorter interval makes restores faster; the recovery point is set by "
+        "archive_timeout_seconds.",
+    )
+    full_interval_days: int = Field(
+        7,
+        ge=1,
+        le=90,
+        description="A full backup when the newest full one is older than this.",
+    )
+    keep_full: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="Full backups kept, with the differential backups and the WAL that depend "
+        "on them: the database can be restored to any moment since the oldest one.",
+    )
+    archive_timeout_seconds: int = Field(
+        60,
+        ge=10,
+        le=3600,
+        description="PostgreSQL's archive_timeout: a WAL segment is completed and archived at "
+        "least this often while anything is written, so at most this much committed account "
+        "data is at risk when every db node is lost (the recovery point).",
+    )
+
+
 class BackupSettings(Model):
     """Where backups go, and how often."""
 
@@ -94,3 +144,6 @@ class BackupSettings(Model):
         "status` says so); every production environment should set one.",
     )
     mail: MailBackup = Field(MailBackup(), description="The mail store's backups.")
+    database: DatabaseBackup = Field(
+        DatabaseBackup(), description="The account data's backups (db clusters only)."
+    )

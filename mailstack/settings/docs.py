@@ -73,10 +73,13 @@ READ_BY: dict[str, str] = {
     "alerts' sender)",
     "failover": "roles/pacemaker.py (the mailstore and mx clusters, their fence and volume agents)",
     "web": "roles/panel.py, roles/webmail.py, roles/nginx.py",
-    "backups": "roles/backup.py (mailstack.services.backup), `mailstack backup status`",
-    "backups.target": "roles/backup.py (repositories, SSH key and host key), the lab's storage "
-    "account (roles/internet.py)",
+    "backups": "roles/backup.py (mailstack.services.backup), roles/pgbackrest.py "
+    "(mailstack.services.pgbackrest), `mailstack backup status`",
+    "backups.target": "roles/backup.py and roles/pgbackrest.py (repositories, SSH key and host "
+    "key), the lab's storage account (roles/internet.py)",
     "backups.mail": "roles/backup.py (timer, retention)",
+    "backups.database": "roles/pgbackrest.py (schedule, retention), roles/patroni.py "
+    "(archive_mode, archive_command, archive_timeout)",
 }
 """Who reads each section: a section missing here fails `make docs` (and the docs test)."""
 

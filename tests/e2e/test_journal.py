@@ -22,6 +22,7 @@ UNITS = {
         "valkey-server@policy",
         "valkey-server@filters",
         "valkey-sentinel",
+        "mailstack-backup-database",
     ),
 }
 FAILOVER = "the db drills (tests/e2e/test_db_drills.py) kill, cut off and restart db nodes"

@@ -11,6 +11,7 @@ from mailstack.services import (
     etcd,
     panel,
     patroni,
+    pgbackrest,
     postgresql,
     resellerhosts,
     rspamd,
@@ -165,10 +166,22 @@ def test_db_hosts(hosts, inventory):
         assert config.mode == 0o600 and config.user == "postgres", member.name
         assert host.run(patroni.CHECK).rc == 0, member.name
         # pg_hba.conf as Patroni wrote it: TLS and SCRAM only, from the platform's hosts.
-        hba = host.file(f"{patroni.DATA_DIR}/pg_hba.conf").content_string
+        hba = host.file(f"{postgresql.DATA_DIR}/pg_hba.conf").content_string
         for rule in (line.split() for line in hba.splitlines() if line.startswith("host")):
             assert rule[0] == "hostssl" and rule[-1] == "scram-sha-256", rule
             assert rule[3].removesuffix("/32") in allowed, rule
+        if inventory.settings().backups.target is not None:
+            # Every node looks whether a backup is due; PostgreSQL archives into the repository.
+            timer = host.service(f"{pgbackrest.UNIT}.timer")
+            assert timer.is_running and timer.is_enabled, member.name
+            for secret in (pgbackrest.CONFIG, pgbackrest.SSH_KEY):
+                found = host.file(secret)
+                assert (found.user, found.mode) == ("postgres", 0o600), (member.name, secret)
+            assert host.run(pgbackrest.CHECK).rc == 0, member.name
+            archiving = host.run(
+                "runuser -u postgres -- psql -X -At -c 'SHOW archive_mode' -c 'SHOW archive_command'"
+            ).stdout.split("\n")
+            assert archiving[:2] == ["on", pgbackrest.ARCHIVE_COMMAND], (member.name, archiving)
         # Patroni's REST API refuses changes without its password.
         refused = host.run(
             f"curl -s -o /dev/null -w '%{{http_code}}' -X POST "
