@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -89,6 +90,33 @@ def _backup_key(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 1
     print(public_key(args.stack, None, settings.environment.name))
+    return 0
+
+
+def _backup_secrets_fetch(args: argparse.Namespace) -> int:
+    from mailstack.secretcopy import SecretCopyError, fetch, lab_address
+    from mailstack.secrets import REPOSITORY
+    from mailstack.settings import SettingsError, load_stack_file
+
+    if args.lab:
+        inventory = _inventory(args, "backup secrets fetch")
+        if inventory is None:
+            return 1
+        settings, address = inventory.settings(), lab_address(inventory)
+    else:
+        address = None
+        try:
+            settings = load_stack_file(REPOSITORY / "stacks" / f"Pulumi.{args.stack}.yaml")
+        except (SettingsError, OSError) as error:
+            print(error, file=sys.stderr)
+            return 1
+    identity = Path(args.identity).expanduser()
+    login_key = Path(args.login_key).expanduser() if args.login_key else identity
+    try:
+        print(fetch(settings, login_key, identity, Path(args.output), address))
+    except (SecretCopyError, OSError) as error:
+        print(f"mailstack backup secrets fetch: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -182,6 +210,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     whose.add_argument("--lab", help="a running lab, by name")
     key.set_defaults(func=_backup_key)
+    secrets = backup_commands.add_parser(
+        "secrets", help="the off-site copy of the environment's secrets (every deploy puts it)"
+    )
+    secrets_commands = secrets.add_subparsers(dest="secrets_command", required=True)
+    fetch = secrets_commands.add_parser(
+        "fetch", help="fetch the newest copy and decrypt it with your own key"
+    )
+    whose = fetch.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--stack", help="an environment by its stack name")
+    whose.add_argument("--lab", help="a running lab, by name")
+    fetch.add_argument(
+        "--identity",
+        required=True,
+        help="your private key the copy is encrypted for (SSH, unencrypted; or an age key file)",
+    )
+    fetch.add_argument(
+        "--login-key",
+        help="your SSH key on the backup account (default: --identity)",
+    )
+    fetch.add_argument("--output", required=True, help="a new file for the secrets (JSON)")
+    fetch.set_defaults(func=_backup_secrets_fetch)
 
     lab_cli.register(commands)
     cloud_cli.register(commands)

@@ -65,4 +65,28 @@ def run(
         text=True,
         timeout=timeout,
     )
-    return DeployResult(result.returncode, _COLOURS.sub("", result.stdout or ""))
+    output = _COLOURS.sub("", result.stdout or "")
+    if result.returncode == 0 and not limit and Path(deploy_file).name == "deploy.py":
+        from mailstack.secretcopy import SecretCopyError
+
+        try:
+            said, code = copy_secrets_off_site(inventory_file) or "", 0
+        except SecretCopyError as error:
+            said, code = f"the secrets' off-site copy failed: {error}\n", 1
+        if said and not capture:
+            print(said.rstrip(), file=sys.stderr if code else sys.stdout)
+        return DeployResult(code, output + said)
+    return DeployResult(result.returncode, output)
+
+
+def copy_secrets_off_site(inventory_file: str | Path) -> str | None:
+    """After a deploy of the whole environment: its secrets' encrypted copy on the backup
+    target, when they changed (mailstack.secretcopy). Raises SecretCopyError when the target
+    cannot take it: `run` then fails the deploy."""
+    from mailstack.inventory import Inventory
+    from mailstack.secretcopy import lab_address, push
+    from mailstack.secrets import secret_store
+
+    inventory = Inventory.read(inventory_file)
+    store = secret_store(inventory.stack, inventory.lab_file)
+    return push(inventory.settings(), store, lab_address(inventory))

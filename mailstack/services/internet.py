@@ -88,7 +88,9 @@ def config_files(deployment, host) -> list[ConfigFile]:
 
 def storage_files(deployment, host) -> list[ConfigFile]:
     """sshd's SFTP-only account for the environment's backup key (backups.target of the lab's
-    settings): locked in its home, no shell, no forwarding."""
+    settings) and the lab's admin key, standing in for the operator's own login to a Storage
+    Box (which fetches the secrets' off-site copy): locked in its home, no shell, no
+    forwarding."""
     from mailstack.lab.hosts import STORAGE_ACCOUNT
     from mailstack.services import backup
 
@@ -102,5 +104,9 @@ def storage_files(deployment, host) -> list[ConfigFile]:
             home=STORAGE_HOME,
             authorized_keys=STORAGE_KEYS,
         ),
-        ConfigFile.literal(STORAGE_KEYS, key + "\n", effect="reload"),
+        ConfigFile.literal(
+            STORAGE_KEYS,
+            "\n".join([key, *deployment.settings.environment.admin_ssh_keys]) + "\n",
+            effect="reload",
+        ),
     ]

@@ -6,7 +6,7 @@ config key `mailstack:settings`; `load_stack_file` reads and validates one.
 
 from pydantic import Field, model_validator
 
-from mailstack.settings.backups import BackupSettings
+from mailstack.settings.backups import AGE_RECIPIENT, BackupSettings
 from mailstack.settings.base import Model
 from mailstack.settings.clusters import DatabaseSettings, ValkeySettings
 from mailstack.settings.dns import DnsSettings
@@ -78,6 +78,19 @@ class Settings(Model):
                     f"{address}"
                 )
             seen[str(address)] = name
+        return self
+
+    @model_validator(mode="after")
+    def _secrets_readable_off_site(self) -> "Settings":
+        if (
+            self.backups.target is not None
+            and not self.backups.secrets_recipients
+            and not any(AGE_RECIPIENT.match(key) for key in self.environment.admin_ssh_keys)
+        ):
+            raise ValueError(
+                "backups.secrets_recipients is empty and environment.admin_ssh_keys has no "
+                "Ed25519 or RSA key to encrypt the secrets' off-site copy for: name one"
+            )
         return self
 
     @model_validator(mode="after")

@@ -135,6 +135,22 @@ class DatabaseBackup(Model):
     )
 
 
+AGE_RECIPIENT = re.compile(
+    r"^(ssh-ed25519 |ssh-rsa )[A-Za-z0-9+/]+={0,3}( .*)?$|^age1[0-9a-z]{58}$"
+)
+"""What age encrypts to: an SSH key (Ed25519 or RSA, as ssh-keygen prints it) or an age key."""
+
+
+def _check_recipients(values: list[str]) -> list[str]:
+    for value in values:
+        if not AGE_RECIPIENT.match(value.strip()):
+            raise ValueError(
+                f"{value[:40]!r} is not an age recipient: an 'ssh-ed25519 ...' or 'ssh-rsa ...' "
+                "public key, or an 'age1...' key"
+            )
+    return [value.strip() for value in values]
+
+
 class BackupSettings(Model):
     """Where backups go, and how often."""
 
@@ -144,6 +160,14 @@ class BackupSettings(Model):
         "status` says so); every production environment should set one.",
     )
     mail: MailBackup = Field(MailBackup(), description="The mail store's backups.")
+    secrets_recipients: Annotated[list[str], AfterValidator(_check_recipients)] = Field(
+        [],
+        description="Who can read the off-site copy of the environment's secrets (its DKIM "
+        "keys, passwords and the backups' repository password), which every deploy puts "
+        "beside the backups when they changed: age recipients, i.e. SSH public keys (Ed25519 "
+        "or RSA) or age keys. Empty: the Ed25519 and RSA keys of environment.admin_ssh_keys.",
+        examples=[["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... ops@example.net"]],
+    )
     database: DatabaseBackup = Field(
         DatabaseBackup(), description="The account data's backups (db clusters only)."
     )

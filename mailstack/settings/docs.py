@@ -74,7 +74,8 @@ READ_BY: dict[str, str] = {
     "failover": "roles/pacemaker.py (the mailstore and mx clusters, their fence and volume agents)",
     "web": "roles/panel.py, roles/webmail.py, roles/nginx.py",
     "backups": "roles/backup.py (mailstack.services.backup), roles/pgbackrest.py "
-    "(mailstack.services.pgbackrest), `mailstack backup status`",
+    "(mailstack.services.pgbackrest), mailstack/secretcopy.py (the secrets' copy, after each "
+    "whole deploy), `mailstack backup status`",
     "backups.target": "roles/backup.py and roles/pgbackrest.py (repositories, SSH key and host "
     "key), the lab's storage account (roles/internet.py)",
     "backups.mail": "roles/backup.py (timer, retention)",
