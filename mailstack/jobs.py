@@ -48,3 +48,7 @@ def write_metrics(report: Path, metrics: list[tuple[str, str, str, int | float]]
     partial.write_text("\n".join(lines) + "\n")
     partial.chmod(0o644)
     partial.replace(report)
+
+
+class BackupError(RuntimeError):
+    """A step of a backup or restore failed; the message says which and what the tool said."""

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailstack.jobs import log_to_stderr, write_metrics
+from mailstack.jobs import BackupError, log_to_stderr, write_metrics
 
 METRIC = "mailstack_backup_last_success_timestamp_seconds"
 TAG = "database"
@@ -54,10 +54,6 @@ NO_BACKUP = 2
 OWNER = "postgres"
 
 log = logging.getLogger("mailstack.backup")
-
-
-class BackupError(RuntimeError):
-    """A step failed; the message says which and what pgBackRest or PostgreSQL said."""
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,6 @@ import argparse
 import json
 import logging
 import os
-import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -38,32 +36,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailstack.jobs import log_to_stderr, write_metrics
+from mailstack.jobs import BackupError, log_to_stderr, write_metrics
+from mailstack.restic import (
+    INCOMPLETE,
+    LOCKED,
+    Repository,
+    ensure_repository,
+    parse_time,
+    restic,
+    snapshots,
+    summary,
+)
 
 METRIC = "mailstack_backup_last_success_timestamp_seconds"
 KEEP = ("hourly", "daily", "weekly", "monthly")
-REPOSITORY_MISSING = 10
-"""restic's exit status when the repository does not exist (restic 0.17 and later)."""
-INCOMPLETE = 3
-"""restic's exit status when a snapshot was written but some files could not be read: in a
-Maildir, messages Dovecot renamed while the backup ran (the next run takes their new names)."""
-LOCKED = 11
-"""restic's exit status when it cannot lock the repository."""
 TAG = "mail"
 
 log = logging.getLogger("mailstack.backup")
 
 
-class BackupError(RuntimeError):
-    """A step failed; the message says which and what restic or doveadm said."""
-
-
 @dataclass(frozen=True)
 class BackupConfig:
-    repository: str
-    ssh_command: list[str]
-    password_file: Path
-    cache_dir: Path
+    repository: Repository
     state_dir: Path
     report: Path
     mail_root: Path
@@ -79,10 +73,7 @@ class BackupConfig:
         try:
             values = json.loads(Path(path).read_text())
             config = cls(
-                repository=str(values["repository"]),
-                ssh_command=[str(a) for a in values["ssh_command"]],
-                password_file=Path(values["password_file"]),
-                cache_dir=Path(values["cache_dir"]),
+                repository=Repository.from_config(values),
                 state_dir=Path(values["state_dir"]),
                 report=Path(values["report"]),
                 mail_root=Path(values["mail_root"]),
@@ -94,36 +85,11 @@ class BackupConfig:
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: {error!r}") from None
-        if not config.repository.startswith("sftp:"):
-            raise ValueError(f"{path}: repository must be an sftp: address")
-        if not all(p.is_absolute() for p in (config.mail_root, config.report, config.cache_dir)):
-            raise ValueError(f"{path}: mail_root, report and cache_dir must be absolute paths")
+        if not all(p.is_absolute() for p in (config.mail_root, config.report)):
+            raise ValueError(f"{path}: mail_root and report must be absolute paths")
         if not any(config.keep.values()):
             raise ValueError(f"{path}: keep must keep some snapshots")
         return config
-
-
-def restic(config: BackupConfig, *arguments: str, ok=(0,)) -> subprocess.CompletedProcess:
-    """Run restic on the repository; raises BackupError for an exit status not in `ok`."""
-    command = [
-        "restic",
-        "--repo",
-        config.repository,
-        "--option",
-        "sftp.command=" + shlex.join(config.ssh_command),
-        "--password-file",
-        str(config.password_file),
-        "--cache-dir",
-        str(config.cache_dir),
-        *arguments,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode not in ok:
-        raise BackupError(
-            f"restic {arguments[0]} failed ({result.returncode}): "
-            + (result.stderr.strip() or result.stdout.strip())[-2000:]
-        )
-    return result
 
 
 def serving(config: BackupConfig) -> bool:
@@ -132,14 +98,6 @@ def serving(config: BackupConfig) -> bool:
         ["systemctl", "is-active", "--quiet", config.dovecot_unit], check=False
     ).returncode
     return active == 0 and os.path.ismount(config.mail_root)
-
-
-def ensure_repository(config: BackupConfig) -> None:
-    """Create the repository on first use (and only then: any other failure is an error)."""
-    found = restic(config, "cat", "config", ok=(0, REPOSITORY_MISSING))
-    if found.returncode == REPOSITORY_MISSING:
-        log.info("creating the repository %s", config.repository)
-        restic(config, "init")
 
 
 def _state(config: BackupConfig) -> dict:
@@ -184,28 +142,17 @@ def _line(output: str, limit: int = 500) -> str:
     return " | ".join(part.strip() for part in output.strip().splitlines())[-limit:]
 
 
-def _summary(output: str) -> dict:
-    for line in reversed(output.splitlines()):
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        if message.get("message_type") == "summary":
-            return message
-    raise BackupError("restic backup printed no summary")
-
-
 def run(config: BackupConfig) -> str:
     """The timer's job. Returns what it did, for the journal."""
     if not serving(config):
         config.report.unlink(missing_ok=True)
         return "not serving the mail store: nothing to back up here"
     started = time.time()
-    ensure_repository(config)
+    ensure_repository(config.repository)
     # Locks of a run that died with its node (restic calls them stale after 30 minutes).
-    restic(config, "unlock")
+    restic(config.repository, "unlock")
     backup = restic(
-        config,
+        config.repository,
         "backup",
         "--json",
         "--host",
@@ -218,12 +165,12 @@ def run(config: BackupConfig) -> str:
     )
     if backup.returncode == INCOMPLETE:
         log.warning("some files changed while read (next run takes them): %s", _line(backup.stderr))
-    summary = _summary(backup.stdout)
+    outcome = summary(backup.stdout)
     state = _state(config)
     keep = [a for kind, n in config.keep.items() if n for a in (f"--keep-{kind}", str(n))]
     forget = ["forget", "--host", config.snapshot_host, "--tag", TAG, *keep]
     prune_due = time.time() - state.get("pruned", 0) >= config.prune_interval_hours * 3600
-    forgot = restic(config, *forget, *(["--prune"] if prune_due else []), ok=(0, LOCKED))
+    forgot = restic(config.repository, *forget, *(["--prune"] if prune_due else []), ok=(0, LOCKED))
     if forgot.returncode == LOCKED:
         # A lock of a run that died with its node, not yet stale: the snapshot is safe, the
         # clean-up waits for a later run.
@@ -234,49 +181,37 @@ def run(config: BackupConfig) -> str:
     state.update(
         succeeded=time.time(),
         seconds=time.time() - started,
-        added_bytes=int(summary.get("data_added", 0)),
-        snapshot=summary.get("snapshot_id", ""),
+        added_bytes=int(outcome.get("data_added", 0)),
+        snapshot=outcome.get("snapshot_id", ""),
     )
     if prune_due:
         state["pruned"] = time.time()
     _save_state(config, state)
     write_report(config, state)
     return (
-        f"snapshot {state['snapshot'][:8]}: {summary.get('total_files_processed', 0)} files, "
+        f"snapshot {state['snapshot'][:8]}: {outcome.get('total_files_processed', 0)} files, "
         f"{state['added_bytes']} bytes added in {state['seconds']:.1f} s"
         + (", pruned" if prune_due else "")
     )
 
 
-def parse_time(text: str) -> datetime:
-    """restic's and the operator's times: ISO 8601, nanoseconds cut to microseconds, UTC
-    unless an offset is given."""
-    trimmed = re.sub(r"(\.\d{6})\d+", r"\1", text.strip()).replace("Z", "+00:00")
-    moment = datetime.fromisoformat(trimmed)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def snapshots(config: BackupConfig) -> list[dict]:
-    """The mail snapshots, oldest first, each with its `time` as a datetime in UTC."""
-    listed = restic(config, "snapshots", "--json", "--host", config.snapshot_host, "--tag", TAG)
-    found = json.loads(listed.stdout or "[]") or []
-    for snapshot in found:
-        snapshot["time"] = parse_time(snapshot["time"]).astimezone(UTC)
-    return sorted(found, key=lambda s: s["time"])
+def mail_snapshots(config: BackupConfig) -> list[dict]:
+    """The mail snapshots, oldest first (mailstack.restic.snapshots)."""
+    return snapshots(config.repository, config.snapshot_host, TAG)
 
 
 def status(config: BackupConfig) -> tuple[int, str]:
     """(exit status, report line) of the newest snapshot (see the module's `status`)."""
-    found = snapshots(config)
+    found = mail_snapshots(config)
     if not found:
-        return 2, f"mail: no snapshot in {config.repository}"
+        return 2, f"mail: no snapshot in {config.repository.address}"
     newest = found[-1]["time"]
     age = (datetime.now(UTC) - newest).total_seconds()
     fresh = age <= 2 * config.interval_minutes * 60 + 300
     return (0 if fresh else 1), (
         f"mail: newest snapshot {newest:%Y-%m-%d %H:%M:%S} UTC, {age / 60:.0f} min ago"
         f"{'' if fresh else ' (OLDER THAN TWO INTERVALS)'}; {len(found)} snapshots in "
-        f"{config.repository}"
+        f"{config.repository.address}"
     )
 
 
@@ -296,7 +231,7 @@ def restore(config: BackupConfig, address: str, at: datetime | None, folder: str
     home = mailbox_home(address)
     if not home.is_relative_to(config.mail_root):
         raise BackupError(f"{address}'s home {home} is not below {config.mail_root}")
-    chosen = [s for s in snapshots(config) if at is None or s["time"] <= at]
+    chosen = [s for s in mail_snapshots(config) if at is None or s["time"] <= at]
     if not chosen:
         raise BackupError(f"no mail snapshot taken at or before {at or 'now'}")
     snapshot = chosen[-1]
@@ -307,7 +242,13 @@ def restore(config: BackupConfig, address: str, at: datetime | None, folder: str
     try:
         scratch.chmod(0o711)
         restic(
-            config, "restore", snapshot["id"], "--target", str(scratch), "--include", str(maildir)
+            config.repository,
+            "restore",
+            snapshot["id"],
+            "--target",
+            str(scratch),
+            "--include",
+            str(maildir),
         )
         source = scratch / maildir.relative_to("/")
         if not source.is_dir():
@@ -358,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
             return code
         elif args.command == "snapshots":
-            for snapshot in snapshots(config):
+            for snapshot in mail_snapshots(config):
                 added = snapshot.get("summary", {}).get("data_added", "")
                 print(f"{snapshot['time']:%Y-%m-%d %H:%M:%S} UTC  {snapshot['short_id']}  {added}")
         else:

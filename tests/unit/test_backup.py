@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import ValidationError
 
 from mailstack.deploy.deployment import REPOSITORY, Deployment
-from mailstack.mailstore.backup import BackupConfig, main, parse_time
+from mailstack.mailstore.backup import BackupConfig, main
+from mailstack.restic import parse_time
 from mailstack.secrets import SecretStore
 from mailstack.services import backup
 from mailstack.settings import load_stack_file
@@ -30,10 +31,10 @@ def test_the_job_reads_what_the_deploy_writes(tmp_path):
     path.write_text(json.dumps(backup.job_config(deployment)))
     config = BackupConfig.read(path)
     target = deployment.settings.backups.target
-    assert config.repository == f"sftp:{target.user}@{target.host}:mailstack/mail"
-    assert config.ssh_command[1:3] == ["-p", "23"]
-    assert f"UserKnownHostsFile={backup.KNOWN_HOSTS}" in config.ssh_command
-    assert "StrictHostKeyChecking=yes" in config.ssh_command
+    assert config.repository.address == f"sftp:{target.user}@{target.host}:mailstack/mail"
+    assert config.repository.ssh_command[1:3] == ["-p", "23"]
+    assert f"UserKnownHostsFile={backup.KNOWN_HOSTS}" in config.repository.ssh_command
+    assert "StrictHostKeyChecking=yes" in config.repository.ssh_command
     assert config.keep == {"hourly": 48, "daily": 14, "weekly": 8, "monthly": 12}
     assert main(["--config", str(path), "check-config"]) == 0
 
