@@ -3,19 +3,22 @@ store's, the account data's) as its repository shows it, and the public key the 
 
 from mailstack.inventory import Inventory
 from mailstack.secrets import secret_store
-from mailstack.services import backup, pgbackrest
+from mailstack.services import backup, pgbackrest, valkeybackup
 from mailstack.status import first_answer
 
 
 def backup_status(inventory: Inventory) -> tuple[int, str]:
     """(exit code, report) of each kind of backup, each from the first node of its role that
-    answers (the mail store's from a mailstore node, the account data's from a db node of a
-    cluster): 0 when each newest backup is within two of its intervals, 1 when one is older, 2
+    answers (the mail store's from a mailstore node, Valkey's and the account data's, in a
+    cluster, from a db node): 0 when each newest backup is within two of its intervals, 1 when one is older, 2
     when one has none, no target is set or no node answers."""
     settings = inventory.settings()
     if settings.backups.target is None:
         return 2, "no backups: backups.target is not set in the settings\n"
-    answers = [first_answer(inventory, "mailstore", f"{backup.COMMAND} status", (0, 1, 2), 300)]
+    answers = [
+        first_answer(inventory, "mailstore", f"{backup.COMMAND} status", (0, 1, 2), 300),
+        first_answer(inventory, "db", f"{valkeybackup.COMMAND} status", (0, 1, 2), 300),
+    ]
     if settings.topology.profile != "single":
         answers.append(
             first_answer(inventory, "db", f"{pgbackrest.COMMAND} status", (0, 1, 2), 300)

@@ -1,13 +1,20 @@
-"""Off-site backups of the mail store on the mailstore pair: restic over SFTP, run by a timer
-on both nodes, backing up only where Dovecot serves (mailstack.services.backup). Without
-backups.target in the settings nothing is installed."""
+"""Off-site backups with restic over SFTP: the mail store on the mailstore pair, backed up only
+where Dovecot serves (mailstack.services.backup), and Valkey's data on the db nodes, backed up
+only where each use's primary runs (mailstack.services.valkeybackup); each job by a timer on
+every node of its role. Without backups.target in the settings nothing is installed."""
 
 from mailstack.deploy.kit import configure, packages, target
-from mailstack.services import backup
+from mailstack.services import backup, valkeybackup
 
 deployment, me = target()
 
-config_files = backup.config_files(deployment, me)
-if config_files:
+if deployment.settings.backups.target is not None:
     packages("restic", backup.PACKAGES)
-    configure(f"{backup.UNIT}.timer", config_files, check=backup.CHECK)
+    if "mailstore" in me.roles:
+        configure(f"{backup.UNIT}.timer", backup.config_files(deployment, me), check=backup.CHECK)
+    if "db" in me.roles:
+        configure(
+            f"{valkeybackup.UNIT}.timer",
+            valkeybackup.config_files(deployment, me),
+            check=valkeybackup.CHECK,
+        )

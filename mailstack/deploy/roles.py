@@ -47,8 +47,8 @@ ROLES: list[tuple[str, frozenset[str]]] = [
     # After the services they report on; Prometheus and Alertmanager on the monitoring hosts.
     ("exporters", PLATFORM | {"loadbalancer"}),
     ("monitoring", frozenset({MONITORING_ROLE})),
-    # After the exporters: the backup job reports into node exporter's directory.
-    ("backup", frozenset({"mailstore"})),
+    # After the exporters: the backup jobs report into node exporter's directory.
+    ("backup", frozenset({"mailstore", "db"})),
     # The node's one web server: ACME challenges, and on web nodes the panel and webmail.
     ("nginx", frozenset({"mx", "mailstore", "web"})),
     # Last: a failed ACME order fails its host after the services are in place.

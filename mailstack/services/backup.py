@@ -80,32 +80,44 @@ def known_hosts_line(target) -> str:
     return f"{name} {target.host_key}\n"
 
 
+def ssh_command(target) -> list[str]:
+    """restic's SFTP transport: the environment's key, the pinned host key, no prompts."""
+    return [
+        "ssh",
+        "-p",
+        str(target.port),
+        "-i",
+        SSH_KEY,
+        "-o",
+        f"UserKnownHostsFile={KNOWN_HOSTS}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ServerAliveInterval=15",
+        f"{target.user}@{target.host}",
+        "-s",
+        "sftp",
+    ]
+
+
+def repository_config(target, kind: str) -> dict:
+    """How a job reaches its restic repository (mailstack.restic.Repository.from_config)."""
+    return {
+        "repository": repository(target, kind),
+        "ssh_command": ssh_command(target),
+        "password_file": PASSWORD_FILE,
+        "cache_dir": CACHE_DIR,
+    }
+
+
 def job_config(deployment) -> dict:
     """What mailstack.mailstore.backup reads: the repository, how to reach it, what to keep."""
     settings = deployment.settings.backups
     target, mail = settings.target, settings.mail
     return {
-        "repository": repository(target, "mail"),
-        "ssh_command": [
-            "ssh",
-            "-p",
-            str(target.port),
-            "-i",
-            SSH_KEY,
-            "-o",
-            f"UserKnownHostsFile={KNOWN_HOSTS}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ServerAliveInterval=15",
-            f"{target.user}@{target.host}",
-            "-s",
-            "sftp",
-        ],
-        "password_file": PASSWORD_FILE,
-        "cache_dir": CACHE_DIR,
+        **repository_config(target, "mail"),
         "state_dir": STATE_DIR,
         "report": REPORT,
         "mail_root": dovecot.MAIL_ROOT,
@@ -122,22 +134,32 @@ def job_config(deployment) -> dict:
     }
 
 
+SECRET = {"mode": "600"}
+"""Root's only. Each run reads the job's files anew: a change only restarts its timer, once the
+check has passed."""
+
+
+def credential_files(deployment) -> list[ConfigFile]:
+    """What every restic job on a host reaches the repositories with."""
+    target = deployment.settings.backups.target
+    return [
+        ConfigFile.literal(SSH_KEY, ssh_private_key(deployment.secrets), **SECRET),
+        ConfigFile.literal(KNOWN_HOSTS, known_hosts_line(target)),
+        ConfigFile.literal(
+            PASSWORD_FILE, deployment.secrets.get(REPOSITORY_PASSWORD_SECRET) + "\n", **SECRET
+        ),
+    ]
+
+
 def config_files(deployment, host) -> list[ConfigFile]:
     """The job's configuration and secrets (root only), its service and its timer; nothing
     without a backup target."""
     settings = deployment.settings.backups
-    target = settings.target
-    if target is None:
+    if settings.target is None:
         return []
-    # Each run reads them anew: a change only restarts the timer, once the check has passed.
-    secret = {"mode": "600"}
     return [
-        ConfigFile.literal(CONFIG, json.dumps(job_config(deployment), indent=2) + "\n", **secret),
-        ConfigFile.literal(SSH_KEY, ssh_private_key(deployment.secrets), **secret),
-        ConfigFile.literal(KNOWN_HOSTS, known_hosts_line(target)),
-        ConfigFile.literal(
-            PASSWORD_FILE, deployment.secrets.get(REPOSITORY_PASSWORD_SECRET) + "\n", **secret
-        ),
+        ConfigFile.literal(CONFIG, json.dumps(job_config(deployment), indent=2) + "\n", **SECRET),
+        *credential_files(deployment),
         ConfigFile.template(
             "backup",
             f"/etc/systemd/system/{UNIT}.service",

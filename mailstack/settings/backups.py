@@ -98,6 +98,21 @@ class MailBackup(Model):
     )
 
 
+class ValkeyBackup(Model):
+    """Valkey's data (greylisting passes, limit windows, rspamd's Bayes statistics and fuzzy
+    hashes), backed up with restic from whichever db node runs each use's primary."""
+
+    interval_minutes: int = Field(
+        60,
+        ge=5,
+        le=1440,
+        description="How often a backup runs: at most this much learned data is at risk.",
+    )
+    keep_hourly: int = Field(24, ge=0, le=10000, description="Hourly snapshots kept.")
+    keep_daily: int = Field(14, ge=0, le=10000, description="Daily snapshots kept.")
+    keep_weekly: int = Field(8, ge=1, le=10000, description="Weekly snapshots kept.")
+
+
 class DatabaseBackup(Model):
     """The account data (PostgreSQL), backed up with pgBackRest from whichever db node is the
     primary: every WAL segment as it is completed, and full and differential backups on a
@@ -168,6 +183,7 @@ class BackupSettings(Model):
         "or RSA) or age keys. Empty: the Ed25519 and RSA keys of environment.admin_ssh_keys.",
         examples=[["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... ops@example.net"]],
     )
+    valkey: ValkeyBackup = Field(ValkeyBackup(), description="Valkey's data's backups.")
     database: DatabaseBackup = Field(
         DatabaseBackup(), description="The account data's backups (db clusters only)."
     )

@@ -79,6 +79,7 @@ READ_BY: dict[str, str] = {
     "backups.target": "roles/backup.py and roles/pgbackrest.py (repositories, SSH key and host "
     "key), the lab's storage account (roles/internet.py)",
     "backups.mail": "roles/backup.py (timer, retention)",
+    "backups.valkey": "roles/backup.py (the db nodes' timer, retention)",
     "backups.database": "roles/pgbackrest.py (schedule, retention), roles/patroni.py "
     "(archive_mode, archive_command, archive_timeout)",
 }

@@ -23,6 +23,7 @@ UNITS = {
         "valkey-server@filters",
         "valkey-sentinel",
         "mailstack-backup-database",
+        "mailstack-backup-valkey",
     ),
 }
 FAILOVER = "the db drills (tests/e2e/test_db_drills.py) kill, cut off and restart db nodes"

@@ -16,6 +16,7 @@ from mailstack.services import (
     resellerhosts,
     rspamd,
     valkey,
+    valkeybackup,
     valkeyproxy,
     webmail,
 )
@@ -172,8 +173,9 @@ def test_db_hosts(hosts, inventory):
             assert rule[3].removesuffix("/32") in allowed, rule
         if inventory.settings().backups.target is not None:
             # Every node looks whether a backup is due; PostgreSQL archives into the repository.
-            timer = host.service(f"{pgbackrest.UNIT}.timer")
-            assert timer.is_running and timer.is_enabled, member.name
+            for unit in (pgbackrest.UNIT, valkeybackup.UNIT):
+                timer = host.service(f"{unit}.timer")
+                assert timer.is_running and timer.is_enabled, (member.name, unit)
             for secret in (pgbackrest.CONFIG, pgbackrest.SSH_KEY):
                 found = host.file(secret)
                 assert (found.user, found.mode) == ("postgres", 0o600), (member.name, secret)

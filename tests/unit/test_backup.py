@@ -123,3 +123,26 @@ def test_under_systemd_each_line_carries_its_priority():
     assert JournalFormatter().format(record) == "<3>restic failed\n<3>Fatal: no"
     record.levelno = logging.INFO
     assert JournalFormatter().format(record).startswith("<6>")
+
+
+def test_the_valkey_job_reads_what_the_deploy_writes(tmp_path):
+    from mailstack.database.valkey_backup import ValkeyBackupConfig
+    from mailstack.database.valkey_backup import main as valkey_main
+    from mailstack.services import valkey, valkeybackup
+
+    deployment = production(tmp_path)
+    path = tmp_path / "valkey.json"
+    path.write_text(json.dumps(valkeybackup.job_config(deployment)))
+    config = ValkeyBackupConfig.read(path)
+    target = deployment.settings.backups.target
+    assert config.repository.address == f"sftp:{target.user}@{target.host}:mailstack/valkey"
+    assert config.uses == valkey.PORTS
+    assert config.keep == {"hourly": 24, "daily": 14, "weekly": 8}
+    assert valkey_main(["--config", str(path), "check-config"]) == 0
+    path.write_text(json.dumps({**json.loads(path.read_text()), "uses": {}}))
+    assert valkey_main(["--config", str(path), "check-config"]) == 2
+    # The Valkey password goes to root alone, beside the repository's credentials.
+    db_node = deployment.hosts("db")[0]
+    files = {f.path: f for f in valkeybackup.config_files(deployment, db_node)}
+    assert files[valkeybackup.VALKEY_PASSWORD_FILE].mode == "600"
+    assert {backup.SSH_KEY, backup.PASSWORD_FILE, backup.KNOWN_HOSTS} <= set(files)
