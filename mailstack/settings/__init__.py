@@ -94,6 +94,24 @@ class Settings(Model):
         return self
 
     @model_validator(mode="after")
+    def _backups_run_within_their_alert(self) -> "Settings":
+        # A backup scheduled less often than the alert allows would alert between every two.
+        limit = self.monitoring.alerts.backup.max_age_hours * 60
+        intervals = {
+            "backups.mail.interval_minutes": self.backups.mail.interval_minutes,
+            "backups.valkey.interval_minutes": self.backups.valkey.interval_minutes,
+            "backups.database.backup_interval_hours": self.backups.database.backup_interval_hours
+            * 60,
+        }
+        for name, minutes in intervals.items():
+            if self.backups.target is not None and minutes >= limit:
+                raise ValueError(
+                    f"{name} ({minutes} min) must be below monitoring.alerts.backup."
+                    f"max_age_hours ({limit // 60} h): BackupTooOld would fire between backups"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _sentinel_quorum_fits(self) -> "Settings":
         nodes = self.topology.db.count
         if self.topology.profile != "single" and self.valkey.sentinel.quorum > nodes:

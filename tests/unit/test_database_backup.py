@@ -185,3 +185,8 @@ def test_a_boolean_setting_patronictl_stored_as_yaml_is_no_change(tmp_path):
     assert patroni.differences(stored, wanted) == {}
     stored["postgresql"]["parameters"]["archive_mode"] = False
     assert patroni.differences(stored, wanted) == {"postgresql.parameters.archive_mode": "on"}
+
+
+def test_a_backup_interval_beyond_the_backup_alert_is_refused_naming_both(tmp_path):
+    with pytest.raises(ValueError, match=r"backups.database.backup_interval_hours .*max_age_hours"):
+        production(tmp_path, database={"backup_interval_hours": 48})
