@@ -15,6 +15,9 @@ over SFTP on a mailstore node (docs/operations.md#backups).
   the newest snapshot taken at or before TIME (ISO 8601, UTC unless it names its offset;
   default: the newest), imported with `doveadm import` beside the mail the user has now: under
   a new folder `Restored <snapshot time>`, so nothing current is touched or duplicated.
+- `restore-store --into DIR [--at TIME]`: the whole mail store as it was in the newest
+  snapshot at or before TIME, into the empty or missing directory DIR (what a rebuild puts on
+  a new mail volume before Dovecot starts there).
 - `check-config`: reads the configuration (the deploy's check before it is applied).
 
 Configuration (JSON, mailstack.services.backup.job_config): repository, ssh_command (argv of
@@ -270,6 +273,26 @@ def restore(config: BackupConfig, address: str, at: datetime | None, folder: str
     return parent
 
 
+def restore_store(config: BackupConfig, at: datetime | None, into: Path) -> str:
+    """The whole mail store as it was in the newest snapshot at or before `at`, restored into
+    the empty or missing directory `into` (a new mail volume's mount before Dovecot starts, or
+    a scratch directory): `into` holds what the mail root held, owners and modes kept."""
+    if into.exists() and any(into.iterdir()):
+        raise BackupError(f"{into} is not empty")
+    chosen = [s for s in mail_snapshots(config) if at is None or s["time"] <= at]
+    if not chosen:
+        raise BackupError(f"no mail snapshot taken at or before {at or 'now'}")
+    snapshot = chosen[-1]
+    restic(
+        config.repository,
+        "restore",
+        f"{snapshot['id']}:{config.mail_root}",
+        "--target",
+        str(into),
+    )
+    return f"the mail store as of {snapshot['time']:%Y-%m-%d %H:%M:%S} UTC is in {into}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mailstack.mailstore.backup")
     parser.add_argument("--config", required=True, help="the job's JSON configuration")
@@ -282,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     restoring.add_argument("address", help="the mailbox, e.g. user@example.net")
     restoring.add_argument("--at", type=parse_time, help="as it was at this time (ISO 8601)")
     restoring.add_argument("--folder", help="only this folder (IMAP name, e.g. INBOX or Sent)")
+    whole = commands.add_parser("restore-store", help="the whole mail store, into a directory")
+    whole.add_argument("--at", type=parse_time, help="as it was at this time (ISO 8601)")
+    whole.add_argument("--into", type=Path, required=True, help="an empty directory")
     args = parser.parse_args(argv)
     log_to_stderr()
     try:
@@ -302,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             for snapshot in mail_snapshots(config):
                 added = snapshot.get("summary", {}).get("data_added", "")
                 print(f"{snapshot['time']:%Y-%m-%d %H:%M:%S} UTC  {snapshot['short_id']}  {added}")
+        elif args.command == "restore-store":
+            print(restore_store(config, args.at, args.into))
         else:
             parent = restore(config, args.address, args.at, args.folder)
             print(f"restored into {parent!r} of {args.address}")

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from mailstack.services import backup
+from mailstack.services import backup, dovecot
 from mailstack.services.alert_rules import BACKUP_METRIC
 from mailstack.testing.platform import message
 
@@ -108,6 +108,37 @@ def test_a_deleted_message_comes_back_from_the_backup_beside_the_current_mail(pl
     assert back == before
     assert set(inbox) == {"kept", "after the backup"}
     assert inbox["kept"] == before["kept"]
+
+
+def test_the_whole_mail_store_comes_back_into_an_empty_directory(platform):
+    """What a rebuild puts on a new mail volume: every file of the snapshot, byte for byte, with
+    its owner and mode."""
+    mailbox = platform.new_mailbox()
+    deliver(platform, mailbox, "whole store")
+    node = serving_node(platform)
+    run_backup(platform, node)
+    home = platform.sh(node, f"doveadm user -f home {mailbox.address}").strip()
+    relative = home.removeprefix(dovecot.MAIL_ROOT.rstrip("/") + "/")
+    scratch = "/var/tmp/mailstack-test-restore-store"
+    listing = "cd {} && find Maildir -type f -path '*/cur/*' -o -type f -path '*/new/*' | sort | "
+    listing += "xargs -r stat -c '%U %a %n' && find Maildir -type f -path '*/new/*' "
+    listing += "-o -type f -path '*/cur/*' | sort | xargs -r sha256sum"
+    try:
+        said = platform.sh(
+            node,
+            f"rm -rf {scratch} && {backup.COMMAND} restore-store --into {scratch}",
+            timeout=600,
+        )
+        assert f"is in {scratch}" in said, said
+        live = platform.sh(node, listing.format(home))
+        back = platform.sh(node, listing.format(f"{scratch}/{relative}"))
+        assert live and back == live
+        refused = platform.sh(
+            node, f"{backup.COMMAND} restore-store --into {scratch}; echo exit=$?", timeout=120
+        )
+        assert "exit=1" in refused
+    finally:
+        platform.sh(node, f"rm -rf {scratch}")
 
 
 def test_a_restore_of_a_time_before_any_backup_is_refused(platform):
