@@ -100,7 +100,8 @@ def spread(values: list[float]) -> dict:
     }
 
 
-def test_backup_and_restore_of_10000_messages(platform: Platform):
+def test_backup_and_restore_of_10000_messages(lab):
+    platform = Platform(lab)
     node = serving_node(platform)
     job = f"systemctl start {backup.UNIT}.service"
     addresses = [platform.new_mailbox().address for _ in range(MAILBOXES)]

@@ -50,5 +50,90 @@ def write_metrics(report: Path, metrics: list[tuple[str, str, str, int | float]]
     partial.replace(report)
 
 
+BACKUP_METRIC = "mailstack_backup_last_success_timestamp_seconds"
+"""What backup jobs export, one series per backup with a `backup` label: the Unix time of its
+last success (alert BackupTooOld)."""
+
+
+def write_backup_report(
+    report: Path, backup: str, succeeded: float, added_bytes: int, seconds: float
+) -> None:
+    """A backup job's report: when it last succeeded, what that added to the repository
+    (bytes), how long it took (seconds)."""
+    label = f'backup="{backup}"'
+    write_metrics(
+        report,
+        [
+            (BACKUP_METRIC, "When the backup last succeeded (Unix time).", label, succeeded),
+            (
+                "mailstack_backup_last_added_bytes",
+                "What the last successful backup added to the repository.",
+                label,
+                int(added_bytes),
+            ),
+            (
+                "mailstack_backup_last_duration_seconds",
+                "How long the last successful backup took.",
+                label,
+                round(seconds, 1),
+            ),
+        ],
+    )
+
+
 class BackupError(RuntimeError):
     """A step of a backup or restore failed; the message says which and what the tool said."""
+
+
+class Job:
+    """A backup job's command line: `--config FILE` and the commands every job has (`run`, the
+    timer's; `status`; `check-config`, the deploy's check), plus its own (`command`).
+
+        job = Job("python -m mailstack.x", run_help="...", status_help="...")
+        restoring = job.command("restore", restore_handler, help="...")
+        sys.exit(job.main(argv, read_config, run=run, status=status))
+
+    A handler takes (config, args) and returns an exit status (None: 0). Exit status: 0 done, 1 a
+    step failed (BackupError or one of `errors`, logged), 2 a bad configuration or request."""
+
+    def __init__(self, prog: str, run_help: str, status_help: str):
+        import argparse
+
+        self.parser = argparse.ArgumentParser(prog=prog)
+        self.parser.add_argument("--config", required=True, help="the job's JSON configuration")
+        self.commands = self.parser.add_subparsers(dest="command", required=True)
+        self.commands.add_parser("run", help=run_help)
+        self.commands.add_parser("status", help=status_help)
+        self.commands.add_parser("check-config", help="read the configuration and exit")
+        self.handlers = {}
+
+    def command(self, name: str, handler, help: str):
+        """Add a command of the job's own; returns its parser, for its arguments."""
+        self.handlers[name] = handler
+        return self.commands.add_parser(name, help=help)
+
+    def main(self, argv, read_config, run, status, errors: tuple = ()) -> int:
+        """`run(config)` returns what it did (logged); `status(config)` returns (exit status,
+        report), printed."""
+        args = self.parser.parse_args(argv)
+        log_to_stderr()
+        log = logging.getLogger("mailstack.backup")
+        try:
+            config = read_config(args.config)
+        except ValueError as error:
+            log.error("%s", error)
+            return 2
+        try:
+            if args.command == "check-config":
+                return 0
+            if args.command == "run":
+                log.info("%s", run(config))
+                return 0
+            if args.command == "status":
+                code, report = status(config)
+                print(report)
+                return code
+            return self.handlers[args.command](config, args) or 0
+        except (BackupError, *errors) as error:
+            log.error("%s", error)
+            return 1

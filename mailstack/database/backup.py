@@ -31,7 +31,6 @@ PostgreSQL server's programs), restore_port, database. Exit status: 0 done, 1 a 
 (its output on stderr), 2 a bad configuration or request.
 """
 
-import argparse
 import json
 import logging
 import shutil
@@ -42,9 +41,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailstack.jobs import BackupError, log_to_stderr, write_metrics
+from mailstack.jobs import BackupError, Job, write_backup_report
 
-METRIC = "mailstack_backup_last_success_timestamp_seconds"
 TAG = "database"
 MISSING_STANZA = (1, 3)
 """pgBackRest's info status codes for a stanza that was never created (its path, or its data
@@ -141,29 +139,12 @@ def due(stanza: dict, config: DatabaseBackupConfig, now: float) -> str | None:
 
 
 def write_report(config: DatabaseBackupConfig, newest: dict) -> None:
-    label = f'backup="{TAG}"'
-    write_metrics(
+    write_backup_report(
         config.report,
-        [
-            (
-                METRIC,
-                "When the backup last succeeded (Unix time).",
-                label,
-                newest["timestamp"]["stop"],
-            ),
-            (
-                "mailstack_backup_last_added_bytes",
-                "What the last successful backup added to the repository.",
-                label,
-                newest["info"]["repository"]["delta"],
-            ),
-            (
-                "mailstack_backup_last_duration_seconds",
-                "How long the last successful backup took.",
-                label,
-                newest["timestamp"]["stop"] - newest["timestamp"]["start"],
-            ),
-        ],
+        TAG,
+        newest["timestamp"]["stop"],
+        newest["info"]["repository"]["delta"],
+        newest["timestamp"]["stop"] - newest["timestamp"]["start"],
     )
 
 
@@ -322,49 +303,36 @@ def discard(config: DatabaseBackupConfig, into: Path) -> None:
     shutil.rmtree(into)
 
 
+def _take(config: DatabaseBackupConfig, args) -> int:
+    if not is_primary():
+        log.error("not the primary: run it on the primary (`mailstack status`)")
+        return 2
+    print(take(config, args.type))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mailstack.database.backup")
-    parser.add_argument("--config", required=True, help="the job's JSON configuration")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="back up the database when due (where this node is primary)")
-    taking = commands.add_parser("backup", help="a backup now (on the primary)")
+    job = Job(
+        "python -m mailstack.database.backup",
+        run_help="back up the database when due (where this node is primary)",
+        status_help="the newest backup and its age",
+    )
+    taking = job.command("backup", _take, help="a backup now (on the primary)")
     taking.add_argument("--type", choices=("full", "diff", "incr"), default="incr")
-    commands.add_parser("status", help="the newest backup and its age")
-    commands.add_parser("check-config", help="read the configuration and exit")
-    restoring = commands.add_parser("restore", help="the database as it was at a time, beside")
+    restoring = job.command(
+        "restore",
+        lambda config, args: print(restore(config, args.at, args.into)),
+        help="the database as it was at a time, beside the cluster",
+    )
     restoring.add_argument("--at", type=parse_time, required=True, help="ISO 8601 time")
     restoring.add_argument("--into", type=Path, required=True, help="an empty directory")
-    discarding = commands.add_parser("discard", help="stop and remove a restored copy")
+    discarding = job.command(
+        "discard",
+        lambda config, args: discard(config, args.into),
+        help="stop and remove a restored copy",
+    )
     discarding.add_argument("into", type=Path)
-    args = parser.parse_args(argv)
-    log_to_stderr()
-    try:
-        config = DatabaseBackupConfig.read(args.config)
-    except ValueError as error:
-        log.error("%s", error)
-        return 2
-    try:
-        if args.command == "check-config":
-            return 0
-        if args.command == "run":
-            log.info("%s", run(config))
-        elif args.command == "backup":
-            if not is_primary():
-                log.error("not the primary: run it on the primary (`mailstack status`)")
-                return 2
-            print(take(config, args.type))
-        elif args.command == "status":
-            code, line = status(config)
-            print(line)
-            return code
-        elif args.command == "restore":
-            print(restore(config, args.at, args.into))
-        else:
-            discard(config, args.into)
-    except BackupError as error:
-        log.error("%s", error)
-        return 1
-    return 0
+    return job.main(argv, DatabaseBackupConfig.read, run=run, status=status)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ snapshot_host, keep (hourly/daily/weekly), interval_minutes. Exit status: 0 done
 failed (its output on stderr), 2 a bad configuration or request.
 """
 
-import argparse
 import base64
 import json
 import logging
@@ -36,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailstack.jobs import BackupError, log_to_stderr, write_metrics
+from mailstack.jobs import BackupError, Job, write_backup_report
 from mailstack.restic import (
     LOCKED,
     Repository,
@@ -47,7 +46,6 @@ from mailstack.restic import (
     summary,
 )
 
-METRIC = "mailstack_backup_last_success_timestamp_seconds"
 KEEP = ("hourly", "daily", "weekly")
 SCAN_BATCH = 1000
 
@@ -165,24 +163,12 @@ def back_up(config: ValkeyBackupConfig, use: str, connection) -> str:
     if forgot.returncode == LOCKED:
         log.warning("repository locked, forget and prune left for a later run")
     seconds = time.time() - started
-    label = f'backup="valkey-{use}"'
-    write_metrics(
+    write_backup_report(
         config.report(use),
-        [
-            (METRIC, "When the backup last succeeded (Unix time).", label, time.time()),
-            (
-                "mailstack_backup_last_added_bytes",
-                "What the last successful backup added to the repository.",
-                label,
-                int(outcome.get("data_added", 0)),
-            ),
-            (
-                "mailstack_backup_last_duration_seconds",
-                "How long the last successful backup took.",
-                label,
-                round(seconds, 1),
-            ),
-        ],
+        f"valkey-{use}",
+        time.time(),
+        int(outcome.get("data_added", 0)),
+        seconds,
     )
     return f"{use}: {keys} keys, snapshot {outcome.get('snapshot_id', '')[:8]} in {seconds:.1f} s"
 
@@ -269,39 +255,21 @@ def restore(config: ValkeyBackupConfig, use: str, at: datetime | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mailstack.database.valkey_backup")
-    parser.add_argument("--config", required=True, help="the job's JSON configuration")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="back up the uses whose primary runs here")
-    commands.add_parser("status", help="each use's newest snapshot and its age")
-    commands.add_parser("check-config", help="read the configuration and exit")
-    restoring = commands.add_parser("restore", help="write a use's keys back from a snapshot")
-    restoring.add_argument("use", help="policy or filters")
-    restoring.add_argument("--at", type=parse_time, help="as it was at this time (ISO 8601)")
-    args = parser.parse_args(argv)
-    log_to_stderr()
-    try:
-        config = ValkeyBackupConfig.read(args.config)
-    except ValueError as error:
-        log.error("%s", error)
-        return 2
     from valkey.exceptions import ValkeyError
 
-    try:
-        if args.command == "check-config":
-            return 0
-        if args.command == "run":
-            log.info("%s", run(config))
-        elif args.command == "status":
-            code, lines = status(config)
-            print(lines)
-            return code
-        else:
-            print(restore(config, args.use, args.at))
-    except (BackupError, ValkeyError) as error:
-        log.error("%s", error)
-        return 1
-    return 0
+    job = Job(
+        "python -m mailstack.database.valkey_backup",
+        run_help="back up the uses whose primary runs here",
+        status_help="each use's newest snapshot and its age",
+    )
+    restoring = job.command(
+        "restore",
+        lambda config, args: print(restore(config, args.use, args.at)),
+        help="write a use's keys back from a snapshot",
+    )
+    restoring.add_argument("use", help="policy or filters")
+    restoring.add_argument("--at", type=parse_time, help="as it was at this time (ISO 8601)")
+    return job.main(argv, ValkeyBackupConfig.read, run=run, status=status, errors=(ValkeyError,))
 
 
 if __name__ == "__main__":

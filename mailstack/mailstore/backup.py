@@ -26,7 +26,6 @@ snapshot_host, keep (hourly/daily/weekly/monthly), prune_interval_hours, interva
 Exit status: 0 done, 1 a step failed (its output on stderr), 2 a bad configuration or request.
 """
 
-import argparse
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailstack.jobs import BackupError, log_to_stderr, write_metrics
+from mailstack.jobs import BackupError, Job, write_backup_report
 from mailstack.restic import (
     INCOMPLETE,
     LOCKED,
@@ -51,7 +50,6 @@ from mailstack.restic import (
     summary,
 )
 
-METRIC = "mailstack_backup_last_success_timestamp_seconds"
 KEEP = ("hourly", "daily", "weekly", "monthly")
 TAG = "mail"
 
@@ -119,24 +117,8 @@ def _save_state(config: BackupConfig, state: dict) -> None:
 
 def write_report(config: BackupConfig, state: dict) -> None:
     """node exporter's view of the last success."""
-    label = f'backup="{TAG}"'
-    write_metrics(
-        config.report,
-        [
-            (METRIC, "When the backup last succeeded (Unix time).", label, state["succeeded"]),
-            (
-                "mailstack_backup_last_added_bytes",
-                "What the last successful backup added to the repository.",
-                label,
-                state["added_bytes"],
-            ),
-            (
-                "mailstack_backup_last_duration_seconds",
-                "How long the last successful backup took.",
-                label,
-                round(state["seconds"], 1),
-            ),
-        ],
+    write_backup_report(
+        config.report, TAG, state["succeeded"], state["added_bytes"], state["seconds"]
     )
 
 
@@ -293,50 +275,36 @@ def restore_store(config: BackupConfig, at: datetime | None, into: Path) -> str:
     return f"the mail store as of {snapshot['time']:%Y-%m-%d %H:%M:%S} UTC is in {into}"
 
 
+def _snapshots(config: BackupConfig, _args) -> None:
+    for snapshot in mail_snapshots(config):
+        added = snapshot.get("summary", {}).get("data_added", "")
+        print(f"{snapshot['time']:%Y-%m-%d %H:%M:%S} UTC  {snapshot['short_id']}  {added}")
+
+
+def _restore(config: BackupConfig, args) -> None:
+    parent = restore(config, args.address, args.at, args.folder)
+    print(f"restored into {parent!r} of {args.address}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mailstack.mailstore.backup")
-    parser.add_argument("--config", required=True, help="the job's JSON configuration")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="back up the mail store (where this node serves it)")
-    commands.add_parser("snapshots", help="list the mail snapshots")
-    commands.add_parser("status", help="the newest snapshot and its age")
-    commands.add_parser("check-config", help="read the configuration and exit")
-    restoring = commands.add_parser("restore", help="bring back a mailbox or one of its folders")
+    job = Job(
+        "python -m mailstack.mailstore.backup",
+        run_help="back up the mail store (where this node serves it)",
+        status_help="the newest snapshot and its age",
+    )
+    job.command("snapshots", _snapshots, help="list the mail snapshots")
+    restoring = job.command("restore", _restore, help="bring back a mailbox or one of its folders")
     restoring.add_argument("address", help="the mailbox, e.g. user@example.net")
     restoring.add_argument("--at", type=parse_time, help="as it was at this time (ISO 8601)")
     restoring.add_argument("--folder", help="only this folder (IMAP name, e.g. INBOX or Sent)")
-    whole = commands.add_parser("restore-store", help="the whole mail store, into a directory")
+    whole = job.command(
+        "restore-store",
+        lambda config, args: print(restore_store(config, args.at, args.into)),
+        help="the whole mail store, into a directory",
+    )
     whole.add_argument("--at", type=parse_time, help="as it was at this time (ISO 8601)")
     whole.add_argument("--into", type=Path, required=True, help="an empty directory")
-    args = parser.parse_args(argv)
-    log_to_stderr()
-    try:
-        config = BackupConfig.read(args.config)
-    except ValueError as error:
-        log.error("%s", error)
-        return 2
-    try:
-        if args.command == "check-config":
-            return 0
-        if args.command == "run":
-            log.info("%s", run(config))
-        elif args.command == "status":
-            code, line = status(config)
-            print(line)
-            return code
-        elif args.command == "snapshots":
-            for snapshot in mail_snapshots(config):
-                added = snapshot.get("summary", {}).get("data_added", "")
-                print(f"{snapshot['time']:%Y-%m-%d %H:%M:%S} UTC  {snapshot['short_id']}  {added}")
-        elif args.command == "restore-store":
-            print(restore_store(config, args.at, args.into))
-        else:
-            parent = restore(config, args.address, args.at, args.folder)
-            print(f"restored into {parent!r} of {args.address}")
-    except BackupError as error:
-        log.error("%s", error)
-        return 1
-    return 0
+    return job.main(argv, BackupConfig.read, run=run, status=status)
 
 
 if __name__ == "__main__":

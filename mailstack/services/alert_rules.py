@@ -8,14 +8,12 @@ each in the lab and sees it delivered.
 
 from dataclasses import dataclass
 
+from mailstack.jobs import BACKUP_METRIC
 from mailstack.services import dovecot
 
 RUNBOOK = "docs/operations.md#alert-{anchor}"
 
 MAIL_ROOT = dovecot.MAIL_ROOT
-BACKUP_METRIC = "mailstack_backup_last_success_timestamp_seconds"
-"""What backup jobs export (node exporter's textfile collector), one series per backup with a
-`backup` label: the Unix time of its last success."""
 CERTIFICATE_METRIC = "mailstack_tls_certificate_not_after_seconds"
 """When the certificate a host serves expires (Unix time), by mailstack.services.exporters."""
 

@@ -6,7 +6,7 @@ instances and, in a cluster, Sentinel). Patroni and etcd serve their own metrics
 
 Node exporter also reports what its textfile directory holds: when the certificate a host
 serves expires (written hourly by `mailstack-certificate-metrics`) and, once backups exist, when
-each last succeeded (alert_rules.BACKUP_METRIC, written by the backup jobs); and whether the
+each last succeeded (mailstack.jobs.BACKUP_METRIC, written by the backup jobs); and whether the
 units that run on every host of the host's roles are active (its systemd collector).
 
 The services that serve metrics themselves (rspamd, Dovecot, the policy service, HAProxy) are

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
+from mailstack.jobs import BACKUP_METRIC
 from mailstack.services import backup, dovecot
-from mailstack.services.alert_rules import BACKUP_METRIC
 from mailstack.testing.platform import message
 
 pytestmark = pytest.mark.lab

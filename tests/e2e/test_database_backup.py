@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
+from mailstack.jobs import BACKUP_METRIC
 from mailstack.services import pgbackrest
-from mailstack.services.alert_rules import BACKUP_METRIC
 from mailstack.testing.drills import Clusters, panel_sql
 
 pytestmark = pytest.mark.lab

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
+from mailstack.jobs import BACKUP_METRIC
 from mailstack.services import valkey, valkeybackup
-from mailstack.services.alert_rules import BACKUP_METRIC
 from mailstack.services.textfile import TEXTFILE_DIR
 from mailstack.testing.drills import Clusters
 
