@@ -9,8 +9,8 @@ statistics and fuzzy hashes of `filters`), with restic over SFTP on a db node
   (one JSON line per key), backs the file up (snapshot host `valkey`, tag the use), forgets
   snapshots beyond the retention and prunes; then reports to node exporter
   (mailstack_backup_last_success_timestamp_seconds{backup="valkey-<use>"}, alert BackupTooOld).
-  Where a use's replica runs it withdraws that use's report, so after a Sentinel failover the
-  new primary's node carries on by itself. The keys are read one by one while clients write:
+  Where a use's replica runs (or its instance does not answer) it withdraws that use's report,
+  so after a Sentinel failover the new primary's node carries on by itself. The keys are read one by one while clients write:
   each key is consistent, the whole is not a point in time (it need not be, for learned data).
 - `status`: each use's newest snapshot and its age; exit 0 when each is younger than two
   intervals (and five minutes), 1 when one is older, 2 when one has none.
@@ -105,7 +105,14 @@ def client(config: ValkeyBackupConfig, use: str):
 
 
 def is_primary(connection) -> bool:
-    return connection.info("replication").get("role") == "master"
+    """Whether this node's instance is its use's primary; an instance that does not answer
+    (stopped, starting, loading its data) is not."""
+    from valkey.exceptions import ValkeyError
+
+    try:
+        return connection.info("replication").get("role") == "master"
+    except ValkeyError:
+        return False
 
 
 def dump(connection, destination: Path) -> int:
@@ -181,7 +188,7 @@ def run(config: ValkeyBackupConfig) -> str:
         connection = client(config, use)
         if not is_primary(connection):
             config.report(use).unlink(missing_ok=True)
-            done.append(f"{use}: a replica here, nothing to back up")
+            done.append(f"{use}: no primary here, nothing to back up")
             continue
         if not ensured:
             ensure_repository(config.repository)
