@@ -41,7 +41,8 @@ RESULTS = Path("/var/cache/mailstack/benchmarks")
 FILL = r"""
 import os, random, smtplib, sys, base64
 from email.message import EmailMessage
-addresses, each, seed, address = sys.argv[1].split(","), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+addresses, each = sys.argv[1].split(","), int(sys.argv[2])
+seed, address = int(sys.argv[3]), sys.argv[4]
 random.seed(seed)
 words = [base64.b32encode(os.urandom(5)).decode().lower() for _ in range(4000)]
 with smtplib.LMTP(address, 24) as lmtp:

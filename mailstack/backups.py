@@ -1,5 +1,6 @@
 """`mailstack backup`: from the operator's machine, the age of each kind of backup (the mail
-store's, the account data's) as its repository shows it, and the public key the backup account must accept."""
+store's, Valkey's, the account data's) as its repository shows it, and the public key the
+backup account must accept."""
 
 from mailstack.inventory import Inventory
 from mailstack.secrets import secret_store
@@ -10,8 +11,8 @@ from mailstack.status import first_answer
 def backup_status(inventory: Inventory) -> tuple[int, str]:
     """(exit code, report) of each kind of backup, each from the first node of its role that
     answers (the mail store's from a mailstore node, Valkey's and the account data's, in a
-    cluster, from a db node): 0 when each newest backup is within two of its intervals, 1 when one is older, 2
-    when one has none, no target is set or no node answers."""
+    cluster, from a db node): 0 when each newest backup is within two of its intervals, 1 when
+    one is older, 2 when one has none, no target is set or no node answers."""
     settings = inventory.settings()
     if settings.backups.target is None:
         return 2, "no backups: backups.target is not set in the settings\n"

@@ -12,8 +12,8 @@ mailstack.services.patroni while backups are configured). This job adds the base
   differential otherwise (pgBackRest expires what `repo1-retention-full` no longer keeps). It
   then reports the newest backup's time to node exporter
   (mailstack_backup_last_success_timestamp_seconds{backup="database"}, alert BackupTooOld). A
-  replica (PostgreSQL in recovery, or not running) withdraws its report and does nothing, so after a failover the new primary carries on
-  with no step by hand.
+  replica (PostgreSQL in recovery, or not running) withdraws its report and does nothing, so
+  after a failover the new primary carries on with no step by hand.
 - `backup [--type full|diff|incr]`: a backup now, whatever the schedule (on the primary
   only; default incremental: what changed since the last backup of any type), e.g. before a
   risky change.
@@ -26,9 +26,10 @@ mailstack.services.patroni while backups are configured). This job adds the base
   cluster. `discard DIR` stops it and removes DIR.
 - `check-config`: reads the configuration (the deploy's check before it is applied).
 
-Configuration (JSON, mailstack.services.pgbackrest.job_config): stanza, report, backup_interval_hours, full_interval_days, bin_dir (the
-PostgreSQL server's programs), restore_port, database. Exit status: 0 done, 1 a step failed
-(its output on stderr), 2 a bad configuration or request.
+Configuration (JSON, mailstack.services.pgbackrest.job_config): stanza, report,
+backup_interval_hours, full_interval_days, bin_dir (the PostgreSQL server's programs),
+restore_port, database. Exit status: 0 done, 1 a step failed (its output on stderr), 2 a bad
+configuration or request.
 """
 
 import json

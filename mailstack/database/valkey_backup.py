@@ -10,8 +10,9 @@ statistics and fuzzy hashes of `filters`), with restic over SFTP on a db node
   snapshots beyond the retention and prunes; then reports to node exporter
   (mailstack_backup_last_success_timestamp_seconds{backup="valkey-<use>"}, alert BackupTooOld).
   Where a use's replica runs (or its instance does not answer) it withdraws that use's report,
-  so after a Sentinel failover the new primary's node carries on by itself. The keys are read one by one while clients write:
-  each key is consistent, the whole is not a point in time (it need not be, for learned data).
+  so after a Sentinel failover the new primary's node carries on by itself. The keys are read
+  one by one while clients write: each key is consistent, the whole is not a point in time (it
+  need not be, for learned data).
 - `status`: each use's newest snapshot and its age; exit 0 when each is younger than two
   intervals (and five minutes), 1 when one is older, 2 when one has none.
 - `restore USE [--at TIME]`: the use's keys as they were in the newest snapshot taken at or

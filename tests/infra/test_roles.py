@@ -181,7 +181,8 @@ def test_db_hosts(hosts, inventory):
                 assert (found.user, found.mode) == ("postgres", 0o600), (member.name, secret)
             assert host.run(pgbackrest.CHECK).rc == 0, member.name
             archiving = host.run(
-                "runuser -u postgres -- psql -X -At -c 'SHOW archive_mode' -c 'SHOW archive_command'"
+                "runuser -u postgres -- psql -X -At -c 'SHOW archive_mode' "
+                "-c 'SHOW archive_command'"
             ).stdout.split("\n")
             assert archiving[:2] == ["on", pgbackrest.ARCHIVE_COMMAND], (member.name, archiving)
         # Patroni's REST API refuses changes without its password.
