@@ -45,16 +45,21 @@ TEST_RESELLER = "lab"
 TEST_LOCAL_PART = "test"
 
 
-def ensure_test_account(lab: Lab) -> tuple[str, str]:
-    """A mailbox to try the lab with (test@<first domain>); its password is kept with the lab's
-    other secrets, so every `lab up --deploy` prints the same one."""
+def test_account_password(lab: Lab) -> str:
+    """The test account's password, kept with the lab's other secrets, so every `lab up
+    --deploy` prints the same one (made before the deploy, whose off-site copy of the secrets
+    then holds it)."""
     from mailstack.secrets import SecretStore
 
+    return SecretStore(lab.state_dir / "secrets.json").get("test_account_password")
+
+
+def ensure_test_account(lab: Lab, password: str) -> str:
+    """A mailbox to try the lab with (test@<first domain>); returns its address."""
     inventory = lab.inventory()
     settings = inventory.settings()
     web = lab.host(inventory.with_role("web")[0].name)
     address = f"{TEST_LOCAL_PART}@{settings.environment.primary_domain}"
-    password = SecretStore(lab.state_dir / "secrets.json").get("test_account_password")
 
     def panel(command: str, stdin: str | None = None) -> str:
         result = subprocess.run(
@@ -77,15 +82,16 @@ def ensure_test_account(lab: Lab) -> tuple[str, str]:
     exists = address in panel(f"mailbox list --domain {settings.environment.primary_domain}")
     action = "change" if exists else "add"
     panel(f"mailbox {action} {address} --password-stdin", stdin=password + "\n")
-    return address, password
+    return address
 
 
 def _up(lab: Lab, args: argparse.Namespace) -> int:
     inventory = lab.up()
     print(f"lab {lab.name}: {len(inventory.hosts)} hosts up on {lab.bridge}")
     if args.deploy:
+        password = test_account_password(lab)
         deploy(lab)
-        address, password = ensure_test_account(lab)
+        address = ensure_test_account(lab, password)
         print("\n".join(endpoints(lab)))
         print(f"test account {address}  password {password}")
     return 0
