@@ -81,6 +81,17 @@ def write_backup_report(
     )
 
 
+STATUS_SLACK_SECONDS = 300
+
+
+def freshness(age_seconds: float, interval_seconds: float) -> tuple[int, str]:
+    """A backup status's rule: (0, "") while the newest backup is younger than two intervals
+    (and five minutes: a run takes time), else (1, a mark for the report line)."""
+    if age_seconds <= 2 * interval_seconds + STATUS_SLACK_SECONDS:
+        return 0, ""
+    return 1, " (OLDER THAN TWO INTERVALS)"
+
+
 class BackupError(RuntimeError):
     """A step of a backup or restore failed; the message says which and what the tool said."""
 

@@ -68,10 +68,14 @@ def decrypt(ciphertext: bytes, identity: Path) -> bytes:
         raise SecretCopyError(f"{identity} cannot read the copy: {error}") from None
 
 
-def remote_paths(target, environment: str, digest: str) -> tuple[str, str]:
-    """(newest, this version) below the account's home."""
-    folder = f"{target.path}/{DIRECTORY}"
-    return f"{folder}/{environment}.json.age", f"{folder}/{environment}-{digest[:16]}.json.age"
+def newest_path(target, environment: str) -> str:
+    """The newest copy, below the account's home."""
+    return f"{target.path}/{DIRECTORY}/{environment}.json.age"
+
+
+def version_path(target, environment: str, digest: str) -> str:
+    """One version of the copy, named by its digest, kept beside the newest."""
+    return f"{target.path}/{DIRECTORY}/{environment}-{digest[:16]}.json.age"
 
 
 HOST_KEY_ALIAS = "backup-target"
@@ -139,7 +143,8 @@ def push(settings, store: SecretStore, address: str | None = None) -> str | None
     marker = store.path.with_name(store.path.name + ".offsite")
     if marker.exists() and marker.read_text().strip() == digest:
         return None
-    newest, version = remote_paths(target, settings.environment.name, digest)
+    newest = newest_path(target, settings.environment.name)
+    version = version_path(target, settings.environment.name, digest)
     with tempfile.TemporaryDirectory(prefix="mailstack-secrets-") as workdir:
         work = Path(workdir)
         key_file = work / "login_key"
@@ -177,7 +182,7 @@ def fetch(
         raise SecretCopyError("backups.target is not set in the settings")
     if output.exists():
         raise SecretCopyError(f"{output} exists: name a new file")
-    newest, _ = remote_paths(target, settings.environment.name, "")
+    newest = newest_path(target, settings.environment.name)
     with tempfile.TemporaryDirectory(prefix="mailstack-secrets-") as workdir:
         work = Path(workdir)
         local = work / "secrets.json.age"

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailstack.jobs import BackupError, Job, write_backup_report
+from mailstack.jobs import BackupError, Job, freshness, write_backup_report
 
 TAG = "database"
 MISSING_STANZA = (1, 3)
@@ -190,12 +190,12 @@ def status(config: DatabaseBackupConfig) -> tuple[int, str]:
     newest = taken[-1]
     stop = datetime.fromtimestamp(newest["timestamp"]["stop"], UTC)
     age = (datetime.now(UTC) - stop).total_seconds()
-    fresh = age <= 2 * config.backup_interval_hours * 3600 + 300
+    code, mark = freshness(age, config.backup_interval_hours * 3600)
     archives = stanza.get("archive") or [{}]
-    return (0 if fresh else 1), (
+    return code, (
         f"database: newest backup {newest['label']} ({newest['type']}) "
         f"{stop:%Y-%m-%d %H:%M:%S} UTC, {age / 3600:.1f} h ago"
-        f"{'' if fresh else ' (OLDER THAN TWO INTERVALS)'}; {len(taken)} backups; WAL archived "
+        f"{mark}; {len(taken)} backups; WAL archived "
         f"up to {archives[-1].get('max') or 'none'}"
     )
 

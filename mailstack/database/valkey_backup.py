@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailstack.jobs import BackupError, Job, write_backup_report
+from mailstack.jobs import BackupError, Job, freshness, write_backup_report
 from mailstack.restic import (
     LOCKED,
     Repository,
@@ -214,11 +214,11 @@ def status(config: ValkeyBackupConfig) -> tuple[int, str]:
             continue
         newest = found[-1]["time"]
         age = (datetime.now(UTC) - newest).total_seconds()
-        fresh = age <= 2 * config.interval_minutes * 60 + 300
-        worst = max(worst, 0 if fresh else 1)
+        code, mark = freshness(age, config.interval_minutes * 60)
+        worst = max(worst, code)
         lines.append(
             f"valkey {use}: newest snapshot {newest:%Y-%m-%d %H:%M:%S} UTC, {age / 60:.0f} min ago"
-            f"{'' if fresh else ' (OLDER THAN TWO INTERVALS)'}; {len(found)} snapshots"
+            f"{mark}; {len(found)} snapshots"
         )
     return worst, "\n".join(lines)
 

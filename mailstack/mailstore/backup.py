@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailstack.jobs import BackupError, Job, write_backup_report
+from mailstack.jobs import BackupError, Job, freshness, write_backup_report
 from mailstack.restic import (
     INCOMPLETE,
     LOCKED,
@@ -192,10 +192,10 @@ def status(config: BackupConfig) -> tuple[int, str]:
         return 2, f"mail: no snapshot in {config.repository.address}"
     newest = found[-1]["time"]
     age = (datetime.now(UTC) - newest).total_seconds()
-    fresh = age <= 2 * config.interval_minutes * 60 + 300
-    return (0 if fresh else 1), (
+    code, mark = freshness(age, config.interval_minutes * 60)
+    return code, (
         f"mail: newest snapshot {newest:%Y-%m-%d %H:%M:%S} UTC, {age / 60:.0f} min ago"
-        f"{'' if fresh else ' (OLDER THAN TWO INTERVALS)'}; {len(found)} snapshots in "
+        f"{mark}; {len(found)} snapshots in "
         f"{config.repository.address}"
     )
 

@@ -146,3 +146,10 @@ def test_the_valkey_job_reads_what_the_deploy_writes(tmp_path):
     files = {f.path: f for f in valkeybackup.config_files(deployment, db_node)}
     assert files[valkeybackup.VALKEY_PASSWORD_FILE].mode == "600"
     assert {backup.SSH_KEY, backup.PASSWORD_FILE, backup.KNOWN_HOSTS} <= set(files)
+
+
+def test_a_backup_is_fresh_for_two_intervals_and_five_minutes():
+    from mailstack.jobs import freshness
+
+    assert freshness(2 * 900 + 300, 900) == (0, "")
+    assert freshness(2 * 900 + 301, 900) == (1, " (OLDER THAN TWO INTERVALS)")
