@@ -14,8 +14,10 @@ Nodes (standby and other node attributes) and the status section are never touch
 
 Run on a node (`python3 -m mailstack.failover.cib apply FILE`), it reads the live CIB, builds
 the new one, checks it with crm_verify and applies the difference as one patch (crm_diff,
-cibadmin --patch): a patch made against a CIB that changed since is refused. Only the standard
-library is used, so the hosts' Python runs it without the platform's venv.
+cibadmin --patch). A patch made against a CIB that changed since is refused: the controller
+writes its own properties (dc-version, cluster-name) just after it is elected, so a refused patch
+is made again from the CIB as it then is, until the timeout. Only the standard library is used,
+so the hosts' Python runs it without the platform's venv.
 """
 
 import argparse
@@ -192,11 +194,27 @@ def live(timeout: float) -> str:
 
 
 def apply(wanted_file: Path, timeout: float) -> bool:
-    """Make the live CIB hold the wanted configuration; True when it changed it."""
-    current = live(timeout)
-    new = merged(parse(current), parse(wanted_file.read_text()))
-    if new is None:
-        return False
+    """Make the live CIB hold the wanted configuration; True when it changed it. A patch the
+    cluster refuses (the CIB changed since it was read) is made again until `timeout`."""
+    deadline = time.monotonic() + timeout
+    wanted = parse(wanted_file.read_text())
+    while True:
+        current = live(max(1.0, deadline - time.monotonic()))
+        new = merged(parse(current), wanted)
+        if new is None:
+            return False
+        refused = _patch(current, new)
+        if refused is None:
+            return True
+        if time.monotonic() > deadline:
+            raise CibError(f"cibadmin --patch failed: {refused}")
+        time.sleep(1)
+
+
+def _patch(current: str, new: ET.Element) -> str | None:
+    """Apply the difference between the CIB as read and the new one: None when applied,
+    cibadmin's error when the cluster refused it. Raises CibError when the new configuration
+    fails crm_verify or crm_diff fails."""
     with tempfile.TemporaryDirectory(prefix="mailstack-cib-") as directory:
         old_file, new_file = Path(directory) / "live.xml", Path(directory) / "new.xml"
         old_file.write_text(current)
@@ -212,8 +230,8 @@ def apply(wanted_file: Path, timeout: float) -> bool:
         patch_file.write_text(diff.stdout)
         patched = _run("cibadmin", "--patch", "--xml-file", str(patch_file))
         if patched.returncode != 0:
-            raise CibError(f"cibadmin --patch failed: {patched.stderr.strip()}")
-    return True
+            return patched.stderr.strip() or f"exit {patched.returncode}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

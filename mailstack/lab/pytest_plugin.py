@@ -17,6 +17,7 @@ package installs and boots, so the run takes about that much less.
 """
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -58,14 +59,18 @@ class _BringUp:
             command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT
         )
         self.used = False
+        self.failure: str | None = None
+        """The log's error lines and its end, when the bring-up failed (the run's summary)."""
 
     def wait(self) -> Lab:
         """The lab, once the child is done; its whole log goes to the waiting test's output."""
         self.used = True
         returncode = self.process.wait()
         with open(self.log.name, encoding="utf-8", errors="replace") as log:
-            print(log.read())
+            text = log.read()
+        print(text)
         if returncode != 0:
+            self.failure = _what_failed(text)
             pytest.fail(f"bringing up lab {lab_name_for_tests()} failed (exit {returncode})")
         lab = Lab(lab_name_for_tests(), log=print)
         lab.state()
@@ -79,6 +84,14 @@ class _BringUp:
 
 
 _bring_up: _BringUp | None = None
+
+
+def _what_failed(log: str, errors: int = 40, tail: int = 30) -> str:
+    """A failed bring-up's log in short: its lines that report an error, then its last lines
+    (pyinfra reports a host's failed operation mid-run, and its summary at the end)."""
+    lines = log.splitlines()
+    marked = [line for line in lines if re.search(r"error|failed|traceback", line, re.IGNORECASE)]
+    return "\n".join([*marked[-errors:], "[...]", *lines[-tail:]])
 
 
 def pytest_collection_modifyitems(items):
@@ -111,6 +124,14 @@ def pytest_sessionfinish(session):
     _bring_up.stop()
     if not _keep_lab():
         Lab(lab_name_for_tests(), log=print).down()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """A failed bring-up's cause at the end of the run's output, where a truncated copy of the
+    output (a CI log's tail) still shows it."""
+    if _bring_up is not None and _bring_up.failure:
+        terminalreporter.section(f"bringing up lab {lab_name_for_tests()} failed")
+        terminalreporter.line(_bring_up.failure)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,10 @@
 """The clusters' wanted configuration against a live CIB: what the deploy changes and what it
 leaves alone (mailstack.failover.cib), on the CIBs the lab's stack renders."""
 
+import contextlib
 import copy
+import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -13,6 +16,7 @@ from mailstack.lab.lab import DEFAULT_STACK_FILE
 from mailstack.secrets import SecretStore
 from mailstack.services import pacemaker
 from mailstack.settings import load_stack_file
+from mailstack.testing import trixie
 
 
 @pytest.fixture(scope="module", params=["mailstore", "mx"])
@@ -132,3 +136,61 @@ def test_a_missing_resource_is_added(wanted):
     resources.remove(removed)
     new = cib.merged(live, cib.parse(wanted))
     assert cib.same(new.find(f".//*[@id='{removed.get('id')}']"), removed)
+
+
+@contextlib.contextmanager
+def file_backed_cluster(wanted: str, monkeypatch, changed_before_patches: int):
+    """Pacemaker's own tools (the suite's trixie tree) on a file-backed CIB (CIB_file) as a
+    cluster just formed holds it: elected, no resources yet. Before each of the first
+    `changed_before_patches` patches the CIB changes (as the elected controller writes its
+    properties). Yields the CIB file, the wanted file and the patches cibadmin was given."""
+    with trixie.overlay("mailstack-cib-apply-") as root:
+        live_file, wanted_file = root / "cib.xml", root / "tmp" / "wanted.xml"
+        elected = as_live(wanted)
+        elected.set("dc-uuid", "1")
+        elected.set("have-quorum", "1")
+        for section in ("resources", "constraints"):
+            elected.find(f"configuration/{section}").clear()
+        live_file.write_bytes(ET.tostring(elected))
+        wanted_file.write_text(wanted)
+        patches = []
+
+        def in_tree(*command):
+            return subprocess.run(
+                ["chroot", str(root), "env", "CIB_file=/cib.xml", *command],
+                capture_output=True,
+                text=True,
+            )
+
+        def run(*command):
+            inside = [argument.replace(str(root), "") for argument in command]
+            if inside[:2] == ["cibadmin", "--patch"]:
+                patches.append(inside)
+                if len(patches) <= changed_before_patches:
+                    in_tree("crm_attribute", "--type", "crm_config", "--name", "cluster-name",
+                            "--update", f"lab-cluster-{len(patches)}")  # fmt: skip
+            return in_tree(*inside)
+
+        monkeypatch.setattr(tempfile, "tempdir", str(root / "tmp"))
+        monkeypatch.setattr(cib, "_run", run)
+        monkeypatch.setattr(cib.time, "sleep", lambda seconds: None)
+        yield live_file, wanted_file, patches
+
+
+def test_a_patch_refused_because_the_cib_changed_is_made_again(wanted, monkeypatch):
+    with file_backed_cluster(wanted, monkeypatch, changed_before_patches=1) as cluster:
+        live_file, wanted_file, patches = cluster
+        assert cib.apply(wanted_file, timeout=30)
+        assert len(patches) == 2
+        result = cib.parse(live_file.read_text())
+        assert result.find(".//*[@name='cluster-name']").get("value") == "lab-cluster-1"
+        assert not cib.differs(live_file.read_text(), wanted)
+
+
+def test_a_patch_refused_until_the_timeout_fails_with_cibadmins_message(wanted, monkeypatch):
+    with file_backed_cluster(wanted, monkeypatch, changed_before_patches=1000) as cluster:
+        live_file, wanted_file, patches = cluster
+        with pytest.raises(cib.CibError, match=r"cibadmin --patch failed: .*older than existing"):
+            cib.apply(wanted_file, timeout=0)
+        assert len(patches) == 1
+        assert cib.differs(live_file.read_text(), wanted)
