@@ -36,7 +36,9 @@ def log_to_stderr(level: int | str = logging.INFO, fmt: str = "%(message)s") -> 
 
 def write_metrics(report: Path, metrics: list[tuple[str, str, str, int | float]]) -> None:
     """Write node exporter's textfile report: (name, help, labels as `k="v"`, value) gauges.
-    Renamed into place, so the collector never reads it half-written."""
+    Renamed into place, so the collector never reads it half-written. The directory is made when
+    missing: a job can run before the exporters role installs node exporter (the backup of a new
+    database cluster, started by the Patroni role)."""
     lines = []
     for name, help_text, labels, value in metrics:
         lines += [
@@ -44,6 +46,7 @@ def write_metrics(report: Path, metrics: list[tuple[str, str, str, int | float]]
             f"# TYPE {name} gauge",
             f"{name}{{{labels}}} {value}" if labels else f"{name} {value}",
         ]
+    report.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     partial = report.with_name(report.name + ".tmp")
     partial.write_text("\n".join(lines) + "\n")
     partial.chmod(0o644)

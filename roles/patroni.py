@@ -10,7 +10,7 @@ from pyinfra.operations import server
 from mailstack.deploy.database import ensure_accounts
 from mailstack.deploy.kit import configure, install, packages, target
 from mailstack.facts import PatroniDynamicConfig
-from mailstack.services import patroni
+from mailstack.services import patroni, pgbackrest
 
 deployment, me = target()
 
@@ -24,7 +24,7 @@ if deployment.db_clustered:
     # Before Patroni first runs: its bootstrap makes the account data with them.
     install(accounts, "the account data")
     install(post_bootstrap, "the account data")
-    configure(patroni.UNIT, [config], check=patroni.CHECK)
+    patroni_config = configure(patroni.UNIT, [config], check=patroni.CHECK)
     install(status_command, "the clusters' state")
 
     # Cluster-wide settings live in etcd: changed settings are written there once, from the
@@ -51,3 +51,15 @@ if deployment.db_clustered:
         primary_check=patroni.is_primary(me),
         sql_file=patroni.ACCOUNTS_SQL,
     )
+    if pgbackrest.config_files(deployment, me):
+        # The backup job's timer started before the cluster existed (its first run found no
+        # primary, the next is minutes away): a new cluster gets its stanza and first full
+        # backup now, from whichever node is its primary (the job does nothing elsewhere).
+        server.shell(
+            name="Back up the new cluster's account data",
+            commands=[
+                f"( {patroni.wait_for_primary(deployment)} )",
+                f"systemctl start {pgbackrest.UNIT}.service",
+            ],
+            _if=lambda: any(operation.did_change() for operation in patroni_config),
+        )

@@ -20,15 +20,16 @@ ROLES: list[tuple[str, frozenset[str]]] = [
     ("certificates", frozenset({"mx", "mailstore", "web"})),
     # The quorum device of the failover clusters, beside etcd and Patroni on the first db node.
     ("qnetd", frozenset({"db"})),
+    # The code the policy service, the panel, the clusters' agents and the jobs run.
+    ("venv", frozenset({"mx", "mailstore", "web", "db"})),
+    # After the venv (its job's code), before Patroni: a new cluster starts from the newest
+    # backup when there is one, and PostgreSQL archives into the repository from its first start.
+    ("pgbackrest", frozenset({"db"})),
     # A cluster's db nodes run etcd and Patroni, the single profile's host PostgreSQL alone.
     ("etcd", frozenset({"db"})),
     ("patroni", frozenset({"db"})),
     ("postgresql", frozenset({"db"})),
     ("valkey", frozenset({"db"})),
-    # The code the policy service, the panel, the clusters' agents and the jobs run.
-    ("venv", frozenset({"mx", "mailstore", "web", "db"})),
-    # After the venv (its job's code); PostgreSQL archives into it from its first start.
-    ("pgbackrest", frozenset({"db"})),
     ("panel", frozenset({"web"})),
     ("webmail", frozenset({"web"})),
     ("dovecot", frozenset({"mailstore"})),

@@ -12,6 +12,7 @@ import json
 import shlex
 
 from mailstack.deploy.configfile import ConfigFile
+from mailstack.deploy.deployment import APP_SOURCE, APP_VENV
 from mailstack.services import etcd, pgbackrest, postgresql, valkey
 
 UNIT = "patroni"
@@ -23,6 +24,7 @@ CONFIG = "/etc/patroni/config.yml"
 CHECK = f"patroni --validate-config --ignore-listen-port {CONFIG}"
 CTL = f"patronictl -c {CONFIG}"
 SCOPE = "mailstack"
+BOOTSTRAP_MODULE = "mailstack.database.bootstrap"
 REST_PORT = 8008
 REST_USER = "patroni"
 REST_PASSWORD_SECRET = "patroni_rest_password"
@@ -37,6 +39,11 @@ POST_BOOTSTRAP = "/etc/patroni/mailstack-post-bootstrap"
 """Run by Patroni once, on the node that creates the cluster: makes the account data."""
 STATUS_COMMAND = "/usr/local/sbin/mailstack-cluster-status"
 """Prints both clusters' state on a db node (`mailstack status` runs it)."""
+INITDB_OPTIONS = ("--encoding=UTF8", "--locale=C.UTF-8", "--data-checksums")
+"""How a new cluster's data directory is made (Patroni's initdb, or the restore bootstrap's
+when the repository holds no backup)."""
+RESTORE_METHOD = "mailstack_restore"
+"""Patroni's name for the bootstrap that starts a new cluster from its newest backup."""
 CREATE_CLUSTER_CONF = "/etc/postgresql-common/createcluster.conf"
 """Debian's postgresql-common reads it when the server package is installed: no cluster of its
 own (Patroni creates and runs the only one)."""
@@ -167,6 +174,9 @@ def config_files(deployment, host) -> list[ConfigFile]:
             rewind_password=secrets.get(REWIND_PASSWORD_SECRET),
             hba=hba_entries(deployment),
             post_bootstrap=POST_BOOTSTRAP,
+            initdb_options=[option.removeprefix("--") for option in INITDB_OPTIONS],
+            restore_method=RESTORE_METHOD,
+            restore=restore_bootstrap(settings),
         ),
         ConfigFile.literal(
             ACCOUNTS_SQL,
@@ -198,6 +208,23 @@ def config_files(deployment, host) -> list[ConfigFile]:
             master_names=json.dumps([valkey.MASTER_NAMES[use] for use in valkey.USES]),
         ),
     ]
+
+
+def restore_bootstrap(settings) -> dict | None:
+    """Patroni's custom bootstrap while a backup target is set: a new cluster (a rebuild after
+    every db node was lost) starts from the repository's newest backup and the archived WAL,
+    or empty when there is none (mailstack.database.bootstrap). Patroni passes the keys other
+    than its own as --key=value."""
+    if settings.backups.target is None:
+        return None
+    return {
+        "command": f"env PYTHONPATH={APP_SOURCE} {APP_VENV}/bin/python -m {BOOTSTRAP_MODULE}",
+        # pgBackRest writes the recovery settings (restore_command, recovery.signal).
+        "keep_existing_recovery_conf": True,
+        "stanza": pgbackrest.STANZA,
+        "bindir": postgresql.BIN_DIR,
+        "initdb_options": " ".join(INITDB_OPTIONS),
+    }
 
 
 def wait_for_primary(deployment, timeout_seconds: int = 300) -> str:

@@ -1,7 +1,8 @@
 """Off-site backups of the account data: the primary archives its WAL and its job takes a full
 backup into the lab's storage account (the internet host, standing in for a Storage Box), the
 replicas back up nothing; the database comes back as it was at a moment between two commits,
-beside the running cluster, and `mailstack backup status` reports both kinds of backup."""
+beside the running cluster, and `mailstack backup status` reports both kinds of backup; a
+cluster that lost every node's data comes back from the repository by itself."""
 
 import re
 import shlex
@@ -13,7 +14,7 @@ import uuid
 import pytest
 
 from mailstack.jobs import BACKUP_METRIC
-from mailstack.services import pgbackrest
+from mailstack.services import patroni, pgbackrest, postgresql
 from mailstack.testing.drills import Clusters, panel_sql
 
 pytestmark = pytest.mark.lab
@@ -115,3 +116,53 @@ def test_the_account_data_comes_back_as_it_was_at_a_moment(platform):
         timeout=600,
     )
     assert "database: newest backup" in status.stdout, status.stdout + status.stderr
+
+
+def test_a_cluster_that_lost_every_node_comes_back_from_the_repository(platform):
+    """The database part of a rebuild: every db node loses its data and the cluster its record
+    in etcd; Patroni bootstraps a new cluster, which restores the newest backup and replays the
+    archived WAL (mailstack.database.bootstrap), and the other nodes follow it as replicas."""
+    clusters = Clusters(platform)
+    clusters.wait_healthy()
+    primary = clusters.primary()
+    nodes = platform.hosts("db")
+    taken = platform.sh(primary, f"{pgbackrest.COMMAND} backup --type full", timeout=600)
+    assert taken.startswith("full backup"), taken
+    table = f"rebuild_{uuid.uuid4().hex[:8]}"
+    # Committed after the backup: only the archived WAL holds it.
+    panel_sql(platform, f"CREATE TABLE {table} (marker text)")
+    try:
+        panel_sql(platform, f"INSERT INTO {table} VALUES ('after the backup')")
+        wait_archived(platform, primary)
+
+        for node in nodes:
+            platform.sh(node, "systemctl stop patroni", timeout=120)
+        for node in nodes:
+            platform.sh(node, f"rm -rf {postgresql.DATA_DIR}")
+        # As the docs' runbook does: the cluster's record goes, so the next start bootstraps.
+        platform.sh(
+            nodes[0],
+            f"{patroni.CTL} remove {patroni.SCOPE}",
+            stdin=f"{patroni.SCOPE}\nYes I am aware\n",
+        )
+        lost = time.monotonic()
+        for node in nodes:
+            platform.sh(node, "systemctl start patroni")
+        clusters.wait_healthy(timeout=600)
+        back = time.monotonic() - lost
+
+        assert panel_sql(platform, f"SELECT marker FROM {table}").split("\n")[0] == (
+            "after the backup"
+        )
+        restored_on = clusters.primary()
+        said = platform.sh(restored_on, "journalctl -u patroni --no-pager -o cat --since '-15 min'")
+        assert "restored from backup" in said, said[-3000:]
+        # The new timeline archives into the same stanza, and the replicas stream from it.
+        wait_archived(platform, restored_on)
+        timeline = as_postgres(
+            platform, restored_on, "SELECT timeline_id FROM pg_control_checkpoint()"
+        )
+        assert int(timeline) >= 2
+        print(f"the cluster answered {back:.0f} s after every node lost its data")
+    finally:
+        panel_sql(platform, f"DROP TABLE IF EXISTS {table}")

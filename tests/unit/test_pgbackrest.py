@@ -2,11 +2,14 @@
 archiving in Patroni's cluster-wide settings, and the job's choice of what backup is due."""
 
 import json
+import subprocess
 from dataclasses import replace
 
 import pytest
+import yaml
 
 from mailstack.database import backup as job
+from mailstack.database import bootstrap
 from mailstack.deploy.deployment import REPOSITORY, Deployment
 from mailstack.secrets import SecretStore
 from mailstack.services import backup, patroni, pgbackrest
@@ -190,3 +193,77 @@ def test_a_boolean_setting_patronictl_stored_as_yaml_is_no_change(tmp_path):
 def test_a_backup_interval_beyond_the_backup_alert_is_refused_naming_both(tmp_path):
     with pytest.raises(ValueError, match=r"backups.database.backup_interval_hours .*max_age_hours"):
         production(tmp_path, database={"backup_interval_hours": 48})
+
+
+def test_a_new_cluster_starts_from_the_newest_backup_while_a_target_is_set(tmp_path):
+    deployment = production(tmp_path)
+    node = deployment.hosts("db")[0]
+    config = yaml.safe_load(patroni.config_files(deployment, node)[1].render())["bootstrap"]
+    assert config["method"] == patroni.RESTORE_METHOD
+    method = config[patroni.RESTORE_METHOD]
+    assert method["command"].endswith(f"-m {bootstrap.__name__}")
+    assert method["keep_existing_recovery_conf"] is True
+    assert method["stanza"] == pgbackrest.STANZA
+    # The same initdb as Patroni's own when the repository holds no backup.
+    assert method["initdb_options"].split() == list(patroni.INITDB_OPTIONS)
+    assert config["initdb"] == [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"]
+    without = production(tmp_path, target=None)
+    plain = yaml.safe_load(patroni.config_files(without, node)[1].render())["bootstrap"]
+    assert "method" not in plain and patroni.RESTORE_METHOD not in plain
+    assert plain["initdb"] == config["initdb"]
+
+
+def info(code: int, message: str, *labels: str) -> str:
+    backups = [{"label": label, "timestamp": {"stop": i}} for i, label in enumerate(labels)]
+    return json.dumps([{"status": {"code": code, "message": message}, "backup": backups}])
+
+
+@pytest.mark.parametrize(
+    ("repository", "expected"),
+    [
+        (info(0, "ok", "20261201-010000F", "20261201-020000F_20261201-030000I"), "restore"),
+        (info(1, "missing stanza path"), "initdb"),
+        (info(2, "no valid backups"), "initdb"),
+        ("[]", "initdb"),
+    ],
+)
+def test_the_bootstrap_restores_the_newest_backup_or_makes_a_new_cluster(
+    tmp_path, monkeypatch, repository, expected
+):
+    commands = []
+
+    def run(command):
+        commands.append(command)
+        if command[-2:] == ["info", "--output=json"]:
+            return subprocess.CompletedProcess(command, 0, repository, "")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(bootstrap, "_run", run)
+    data_dir = tmp_path / "17" / "main"
+    options = ["--scope=mailstack", f"--datadir={data_dir}", "--stanza=mailstack"]
+    options += ["--bindir=/usr/lib/postgresql/17/bin", "--initdb_options=--encoding=UTF8 -k"]
+    assert bootstrap.main(options) == 0
+    assert data_dir.is_dir() and data_dir.stat().st_mode & 0o777 == 0o700
+    made = commands[-1]
+    if expected == "restore":
+        assert made == ["pgbackrest", "--stanza=mailstack", f"--pg1-path={data_dir}", "restore"]
+    else:
+        assert made == ["/usr/lib/postgresql/17/bin/initdb", f"--pgdata={data_dir}",
+                        "--encoding=UTF8", "-k"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "repository",
+    [
+        subprocess.CompletedProcess([], 82, "", "ERROR: [082]: unable to connect to sftp"),
+        subprocess.CompletedProcess([], 0, info(99, "other"), ""),
+    ],
+)
+def test_an_unreadable_repository_makes_no_cluster(tmp_path, monkeypatch, repository):
+    """A rebuild whose target is briefly unreachable must not start an empty cluster: Patroni
+    runs the bootstrap again."""
+    commands = []
+    monkeypatch.setattr(bootstrap, "_run", lambda c: commands.append(c) or repository)
+    data_dir = tmp_path / "main"
+    assert bootstrap.main([f"--datadir={data_dir}", "--scope=s", "--stanza=s", "--bindir=/b"]) == 1
+    assert len(commands) == 1 and not data_dir.exists()
