@@ -21,6 +21,8 @@ files.file(name="No mail policy file", path="/etc/mailstack/mail-policy.json", p
 mailstore_name = name_hosts(
     dovecot.SERVICE_NAME, deployment.addresses("mailstore"), "the mailstore pair"
 )
+# Notices of sending holds go through the mx hosts.
+mx_name = name_hosts(dovecot.MX_NAME, deployment.addresses("mx"), "the mx hosts for notices")
 installed = configure(
     panel.UNIT, panel.config_files(deployment, me), check=panel.CHECK, watch=[mailstore_name]
 )
@@ -43,3 +45,5 @@ if me.name == deployment.first("web").name:
         commands=[panel.wait_for_database(), f"{panel.COMMAND} migrate --noinput"],
         _if=any_changed(*installed),
     )
+# Its job reads the panel's environment file, which the panel's check has checked.
+configure(f"{panel.NOTICES_UNIT}.timer", panel.notices_files(deployment, me), check=None)

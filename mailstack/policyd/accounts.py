@@ -1,15 +1,20 @@
-"""Users' outbound limit classes, read from the account data (PostgreSQL), cached.
+"""What the account data says of a sending user: their outbound limit class and whether their
+sending is on hold; and the way to put them on hold.
 
-The panel owns the account data; the policy service reads the view
-`mail.outbound_limit_classes` as the read-only lookup role (docs/accounts.md). A class is reused
-for `cache_seconds`; the database is asked with a bounded wait, and while it cannot answer, a
-user keeps the class last read, or gets the default limit if none was.
+The panel owns the account data. The policy service reads the views
+`mail.outbound_limit_classes` and `mail.sending_holds` as the read-only lookup role
+(docs/accounts.md), from any db node; an answer is reused for `cache_seconds`. The database is
+asked with a bounded wait, and while it cannot answer, a user keeps the answer last read, or gets
+the default limit and no hold if none was. Holds are written through `mail.hold_sending` on the
+primary (`holds_dsn`).
 """
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+from dataclasses import dataclass
 
 import psycopg
 
@@ -17,14 +22,62 @@ from mailstack.policyd.metrics import Metrics
 
 log = logging.getLogger("mailstack.policyd")
 
-QUERY = "SELECT limit_class FROM mail.outbound_limit_classes WHERE sasl_username = %s"
+QUERY = """
+SELECT (SELECT limit_class FROM mail.outbound_limit_classes WHERE sasl_username = %(user)s),
+       (SELECT reason FROM mail.sending_holds WHERE sasl_username = lower(%(user)s))
+"""
+HOLD = "SELECT mail.hold_sending(%s, %s, %s::jsonb)"
 DEFAULT = ""
 """The class name meaning 'the default limit' (an empty class in the account data)."""
 CACHE_SWEEP_SIZE = 50_000
 """When the cache holds this many users, entries past their time are dropped."""
 
 
-class LimitClasses:
+@dataclass(frozen=True)
+class Account:
+    limit_class: str = DEFAULT
+    """The user's limit class; DEFAULT for the default limit."""
+    hold: str = ""
+    """Why the user's sending is on hold ('limit' or 'scan'); empty when it is not."""
+
+
+UNKNOWN = Account()
+"""A user without account data, entry or reachable database: default limit, no hold."""
+
+
+class Connection:
+    """One lazily opened connection, asked with a bounded wait, dropped after a failure."""
+
+    def __init__(self, dsn: str, timeout: float):
+        self.dsn, self.timeout = dsn, timeout
+        self._connection: psycopg.AsyncConnection | None = None
+
+    async def fetchone(self, query: str, params) -> tuple | None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                if self._connection is None or self._connection.closed:
+                    self._connection = await psycopg.AsyncConnection.connect(
+                        self.dsn, autocommit=True
+                    )
+                cursor = await self._connection.execute(query, params)
+                return await cursor.fetchone()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            with contextlib.suppress(psycopg.Error, OSError):
+                await connection.close()
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+class Accounts:
     def __init__(
         self,
         dsn: str | None,
@@ -32,61 +85,65 @@ class LimitClasses:
         timeout: float,
         retry_interval: float,
         metrics: Metrics,
+        holds_dsn: str | None = None,
         clock=time.monotonic,
     ):
-        self.dsn = dsn
         self.cache_seconds = cache_seconds
-        self.timeout = timeout
         self.retry_interval = retry_interval
         self.metrics = metrics
         self.clock = clock
-        self._cache: dict[str, tuple[str, float]] = {}
-        self._connection: psycopg.AsyncConnection | None = None
+        self._cache: dict[str, tuple[Account, float]] = {}
+        self._reader = Connection(dsn, timeout) if dsn else None
+        self._writer = Connection(holds_dsn, timeout) if holds_dsn else None
         self._down_until = 0.0
 
-    async def limit_class(self, user: str) -> str:
-        """The user's class name; DEFAULT without account data, entry or reachable database."""
-        if self.dsn is None:
-            return DEFAULT
+    async def account(self, user: str) -> Account:
+        """What the account data says of `user`; UNKNOWN without it (see the module)."""
+        if self._reader is None:
+            return UNKNOWN
         now = self.clock()
         cached = self._cache.get(user)
         if cached is not None and cached[1] > now:
             return cached[0]
         if now < self._down_until:
-            return cached[0] if cached else DEFAULT
+            return cached[0] if cached else UNKNOWN
         try:
-            async with asyncio.timeout(self.timeout):
-                found = await self._query(user)
+            row = await self._reader.fetchone(QUERY, {"user": user})
         except (psycopg.Error, OSError, TimeoutError) as error:
             self._down_until = now + self.retry_interval
             self.metrics.account_errors.inc()
-            await self._drop_connection()
-            fallback = cached[0] if cached else DEFAULT
+            fallback = cached[0] if cached else UNKNOWN
             log.warning(
-                "outbound limit: account data unavailable (%s: %s); user=%s gets class %s",
+                "accounts: account data unavailable (%s: %s); user=%s gets class %s%s",
                 type(error).__name__,
-                str(error).strip().splitlines()[0] if str(error).strip() else "",
+                first_line(error),
                 user,
-                fallback or "default",
+                fallback.limit_class or "default",
+                ", on hold" if fallback.hold else "",
             )
             return fallback
-        if len(self._cache) >= CACHE_SWEEP_SIZE:
-            self._cache = {u: entry for u, entry in self._cache.items() if entry[1] > now}
-        self._cache[user] = (found, now + self.cache_seconds)
+        found = Account(limit_class=row[0] or DEFAULT, hold=row[1] or "")
+        self._remember(user, found, now)
         return found
 
-    async def _query(self, user: str) -> str:
-        if self._connection is None or self._connection.closed:
-            self._connection = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
-        cursor = await self._connection.execute(QUERY, (user,))
-        row = await cursor.fetchone()
-        return row[0] if row and row[0] else DEFAULT
+    def _remember(self, user: str, account: Account, now: float) -> None:
+        if len(self._cache) >= CACHE_SWEEP_SIZE:
+            self._cache = {u: entry for u, entry in self._cache.items() if entry[1] > now}
+        self._cache[user] = (account, now + self.cache_seconds)
 
-    async def _drop_connection(self) -> None:
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            with contextlib.suppress(psycopg.Error, OSError):
-                await connection.close()
+    async def hold(self, user: str, reason: str, evidence: dict) -> bool:
+        """Put `user`'s sending on hold; True when this made a new hold (False: held already,
+        not a live mailbox here). Raises psycopg.Error, OSError or TimeoutError when the primary
+        cannot be reached; nothing is then held."""
+        if self._writer is None:
+            return False
+        row = await self._writer.fetchone(HOLD, (user, reason, json.dumps(evidence)))
+        # This node refuses at once; the others when their cached answer is stale.
+        cached = self._cache.get(user, (UNKNOWN, 0.0))[0]
+        self._remember(user, Account(cached.limit_class, reason), self.clock())
+        return bool(row and row[0])
 
     async def close(self) -> None:
-        await self._drop_connection()
+        for connection in (self._reader, self._writer):
+            if connection is not None:
+                await connection.close()

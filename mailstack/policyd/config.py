@@ -57,6 +57,16 @@ class PolicydConfig(Model):
         description="libpq connection string to the account data as the read-only lookup role, "
         "for users' outbound limit classes; None gives every user the default limit.",
     )
+    holds_dsn: str | None = Field(
+        None,
+        description="libpq connection string to the primary as the lookup role, for putting "
+        "users' sending on hold (mail.hold_sending); None holds no one.",
+    )
+    scan_reports_listen: str | None = Field(
+        None,
+        description="HOST:PORT where rspamd reports (HTTP POST, its metadata exporter's JSON) "
+        "the messages of authenticated users its scan refused; None takes no reports.",
+    )
     key_prefix: str = Field(
         "policyd:", description="Prefix of every Valkey key the service writes."
     )
@@ -74,7 +84,7 @@ class PolicydConfig(Model):
         PolicyServiceSettings(), description="Timeouts and input limits."
     )
 
-    @field_validator("listen", "metrics_listen")
+    @field_validator("listen", "metrics_listen", "scan_reports_listen")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
         return None if value is None else _check_host_port(value)

@@ -124,9 +124,10 @@ def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
     return "{" + pairs + "}"
 
 
-REFUSAL_REASONS = ("limit", "unchecked", "internal-error")
+REFUSAL_REASONS = ("limit", "unchecked", "internal-error", "hold")
 """Why the service refused a user's recipient: the recipient limit was reached, the limit could
-not be checked (Valkey unavailable, on_store_failure: defer), the service failed on the request."""
+not be checked (Valkey unavailable, on_store_failure: defer), the service failed on the request,
+the user's sending is on hold."""
 
 
 class Metrics:
@@ -168,9 +169,25 @@ class Metrics:
         self.refused = UserCounter(
             "policyd_refused_total",
             "Recipients refused to authenticated users, by reason: limit, unchecked, "
-            "internal-error.",
+            "internal-error, hold.",
             ("reason",),
             max_users=max_users,
+        )
+        self.scan_refused = UserCounter(
+            "policyd_scan_refused_total",
+            "Messages of authenticated users the outbound scan (rspamd) refused.",
+            max_users=max_users,
+        )
+        self.holds = UserCounter(
+            "policyd_sending_holds_total",
+            "Users this node put on hold, by reason: limit, scan.",
+            ("reason",),
+            max_users=max_users,
+        )
+        self.scan_reports = Counter(
+            "policyd_scan_reports_total",
+            "Reports from rspamd taken, by result: counted, ignored, bad-request, store-failure.",
+            ("result",),
         )
 
     def render(self) -> str:
@@ -185,6 +202,9 @@ class Metrics:
             self.limit_reports,
             self.sent_recipients,
             self.refused,
+            self.scan_refused,
+            self.holds,
+            self.scan_reports,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

@@ -8,14 +8,18 @@ recipient that fits the window is reserved for its transaction; at END-OF-MESSAG
 refused at DATA) lapse after `hold_seconds` and are not charged.
 """
 
+import datetime
 import hashlib
+import json
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mailstack.policyd.accounts import LimitClasses
+import psycopg
+
+from mailstack.policyd.accounts import Account, Accounts
 from mailstack.policyd.addresses import (
     NetworkSet,
     client_network,
@@ -61,6 +65,49 @@ def limit_text(user: str, limit: int, window_ms: int, retry_after_ms: int) -> st
     )
 
 
+HOLD_REASONS = {
+    "limit": "it kept hitting its recipient limit",
+    "scan": "the outbound scan refused its mail as spam or a virus",
+}
+
+
+def hold_text(user: str, reason: str) -> str:
+    why = HOLD_REASONS.get(reason, "of suspected abuse")
+    return (
+        f"550 5.7.1 Sending from {user} is on hold because {why}; receiving and reading mail "
+        "go on. Ask your mail administrator to release it"
+    )
+
+
+SCAN_REPORTS_KEPT = 5
+"""The newest scan refusals of a user kept as evidence for their hold."""
+
+
+def utc_iso(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(timespec="seconds")
+
+
+def scan_summary(report: dict, at: float) -> dict:
+    """What a hold's evidence keeps of one rspamd report: no subject or body, only what
+    identifies the message and the verdict."""
+    symbols = report.get("symbols")
+    names = []
+    if isinstance(symbols, list):
+        scored = [s for s in symbols if isinstance(s, dict) and isinstance(s.get("name"), str)]
+        scored.sort(key=lambda s: -float(s.get("score") or 0))
+        names = [s["name"] for s in scored[:8]]
+    recipients = report.get("rcpt")
+    return {
+        "at": utc_iso(at),
+        "queue_id": str(report.get("qid", ""))[:32],
+        "client": str(report.get("ip", ""))[:64],
+        "action": str(report.get("action", ""))[:32],
+        "score": report.get("score") if isinstance(report.get("score"), int | float) else None,
+        "recipients": len(recipients) if isinstance(recipients, list) else 0,
+        "symbols": names,
+    }
+
+
 LIMIT_UNCHECKED_TEXT = (
     "451 4.7.1 The recipient limit cannot be checked right now; please retry in a few minutes"
 )
@@ -91,12 +138,13 @@ class Policy:
         self,
         config: PolicydConfig,
         store: Store,
-        classes: LimitClasses,
+        accounts: Accounts,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ):
         self.config = config
-        self.classes = classes
+        self.accounts = accounts
+        self.sending_hold = config.outbound_limit.sending_hold
         self.greylisting = config.greylisting
         self.outbound = config.outbound_limit
         self.store = store
@@ -119,7 +167,13 @@ class Policy:
             if not self.outbound.enabled:
                 return Decision("none", "limit-disabled", DUNNO)
             if state == "RCPT":
-                return await self._outbound_check(user, request)
+                account = await self.accounts.account(user)
+                if account.hold and request.get("sasl_username"):
+                    # Submission only: what Sieve sends for the user (vacation replies,
+                    # redirects) is mail they receive, which goes on.
+                    self.metrics.refused.inc(user, "hold")
+                    return Decision("outbound", "held", hold_text(user, account.hold))
+                return await self._outbound_check(user, account, request)
             if state == "END-OF-MESSAGE":
                 return await self._outbound_commit(user, request)
             return Decision("none", "other-state", DUNNO)
@@ -188,13 +242,14 @@ class Policy:
             )
         return Decision("greylist", verdict, DUNNO)
 
-    async def _outbound_check(self, user: str, request: dict[str, str]) -> Decision:
+    async def _outbound_check(
+        self, user: str, account: Account, request: dict[str, str]
+    ) -> Decision:
         instance = request.get("instance", "") or "-"
-        limit_class = await self.classes.limit_class(user)
         try:
             result = await self.store.outbound_check(
                 user,
-                limit_class,
+                account.limit_class,
                 instance,
                 self._now_ms(),
                 self.outbound.hold_seconds * 1000,
@@ -226,7 +281,83 @@ class Policy:
                 hits,
                 seconds_ceil(window_ms),
             )
+        if new_hit and hits >= self.sending_hold.after_limit_hits and request.get("sasl_username"):
+            evidence = {
+                "threshold": self.sending_hold.after_limit_hits,
+                "count": hits,
+                "window_seconds": seconds_ceil(window_ms),
+                "limit": limit,
+                "limit_class": limit_class,
+                "last_refusal": {
+                    "at": utc_iso(self.clock()),
+                    "client": request.get("client_address", "")[:64],
+                    "recipient": request.get("recipient", "")[:320],
+                },
+            }
+            await self._hold(user, "limit", evidence)
         return Decision("outbound", "limited", limit_text(user, limit, window_ms, retry_after_ms))
+
+    async def scan_refused(self, report: dict) -> bool:
+        """Count a message of an authenticated user the outbound scan refused (rspamd's report)
+        and hold the user at `sending_hold.after_scan_refusals`; False when the report names no
+        user. Raises StoreUnavailable."""
+        user = report.get("user")
+        if not isinstance(user, str) or not user or user == "unknown" or len(user) > 320:
+            return False
+        now = self.clock()
+        summary = scan_summary(report, now)
+        settings = self.sending_hold
+        count, kept = await self.store.scan_refusal(
+            user,
+            int(now * 1000),
+            settings.scan_window_seconds * 1000,
+            f"{now:.6f}:{summary['queue_id']}",
+            json.dumps(summary),
+            SCAN_REPORTS_KEPT,
+        )
+        self.metrics.scan_refused.inc(user)
+        log.info(
+            "sending hold: the outbound scan refused a message of user=%s queue_id=%s "
+            "(%d within %d s)",
+            user,
+            summary["queue_id"],
+            count,
+            settings.scan_window_seconds,
+        )
+        if count >= settings.after_scan_refusals and self.outbound.enabled:
+            evidence = {
+                "threshold": settings.after_scan_refusals,
+                "count": count,
+                "window_seconds": settings.scan_window_seconds,
+                "last_refusals": [json.loads(item) for item in kept],
+            }
+            await self._hold(user, "scan", evidence)
+        return True
+
+    async def _hold(self, user: str, reason: str, evidence: dict) -> None:
+        if not self.sending_hold.enabled:
+            return
+        try:
+            made = await self.accounts.hold(user, reason, evidence)
+        except (psycopg.Error, OSError, TimeoutError) as error:
+            self.metrics.account_errors.inc()
+            log.warning(
+                "sending hold: could not hold user=%s (%s: %s); tried again at the next refusal",
+                user,
+                type(error).__name__,
+                str(error).strip().splitlines()[0] if str(error).strip() else "",
+            )
+            return
+        if made:
+            self.metrics.holds.inc(user, reason)
+            log.warning(
+                "sending hold: HOLD user=%s reason=%s count=%d threshold=%d; submission refused "
+                "until an admin releases it",
+                user,
+                reason,
+                evidence["count"],
+                evidence["threshold"],
+            )
 
     async def _outbound_commit(self, user: str, request: dict[str, str]) -> Decision:
         instance = request.get("instance", "") or "-"

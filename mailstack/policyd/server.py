@@ -10,7 +10,8 @@ import logging
 import time
 from collections import deque
 
-from mailstack.policyd.accounts import LimitClasses
+from mailstack.policyd import scanreports
+from mailstack.policyd.accounts import Accounts
 from mailstack.policyd.config import PolicydConfig
 from mailstack.policyd.metrics import Metrics
 from mailstack.policyd.policy import DUNNO, Policy, sending_user
@@ -174,17 +175,19 @@ class PolicyServer:
             metrics=self.metrics,
             locate=locate,
         )
-        self.classes = LimitClasses(
+        self.accounts = Accounts(
             config.accounts_dsn,
             cache_seconds=service.account_cache_seconds,
             timeout=service.store_timeout_ms / 1000,
             retry_interval=service.store_retry_ms / 1000,
             metrics=self.metrics,
+            holds_dsn=config.holds_dsn,
         )
-        self.policy = Policy(config, self.store, self.classes, self.metrics, clock=clock)
+        self.policy = Policy(config, self.store, self.accounts, self.metrics, clock=clock)
         self.connections: set[PolicyConnection] = set()
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task | None = None
+        self.scan_reports: asyncio.Server | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
@@ -199,14 +202,21 @@ class PolicyServer:
             self._servers.append(
                 await asyncio.start_server(self.metrics.serve_http, metrics_host, metrics_port)
             )
+        if self.config.scan_reports_listen:
+            reports_host, reports_port = split_host_port(self.config.scan_reports_listen)
+            self.scan_reports = await asyncio.start_server(
+                scanreports.handler(self.policy), reports_host, reports_port
+            )
+            self._servers.append(self.scan_reports)
         self._sweeper = self.loop.create_task(self._sweep())
         # Everything made so far lives as long as the process: keep it out of the collector's
         # full collections, whose pauses would show in the slowest answers.
         gc.freeze()
         log.info(
-            "policyd: serving %s (metrics %s), Valkey %s",
+            "policyd: serving %s (metrics %s, scan reports %s), Valkey %s",
             self.config.listen,
             self.config.metrics_listen or "off",
+            self.config.scan_reports_listen or "off",
             (
                 f"{self.config.valkey_service} through Sentinels "
                 + ",".join(self.config.valkey_sentinels)
@@ -246,4 +256,4 @@ class PolicyServer:
             await server.wait_closed()
         self._servers.clear()
         await self.store.close()
-        await self.classes.close()
+        await self.accounts.close()

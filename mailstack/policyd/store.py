@@ -40,6 +40,7 @@ class Store:
         self._greylist = self.client.script(_script("greylist.lua"))
         self._outbound_check = self.client.script(_script("outbound_check.lua"))
         self._outbound_commit = self.client.script(_script("outbound_commit.lua"))
+        self._scan_refusal = self.client.script(_script("scan_refusal.lua"))
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -105,6 +106,17 @@ class Store:
                 [now_ms, instance, recipient_count],
             )
         )
+
+    async def scan_refusal(
+        self, user: str, now_ms: int, window_ms: int, member: str, report: str, keep: int
+    ) -> tuple[int, list[str]]:
+        """Count a refused message of `user`; (refusals in the window, newest reports kept)."""
+        count, reports = await self._run(
+            self._scan_refusal,
+            [self.key("scan-refused", user), self.key("scan-reports", user)],
+            [now_ms, window_ms, member, report, keep],
+        )
+        return int(count), [_text(r) for r in reports]
 
     async def close(self) -> None:
         await self.client.close()

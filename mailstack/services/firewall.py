@@ -165,7 +165,12 @@ OPENINGS: list[Opening] = [
         PROMETHEUS,
         "Postfix exporter, rspamd's metrics: Prometheus",
     ),
-    Opening(("mx",), postfix.NOTICES_PORT, PROMETHEUS, "the platform's own mail: Alertmanager"),
+    Opening(
+        ("mx",),
+        postfix.NOTICES_PORT,
+        hosts(monitoring.ROLE, "web"),
+        "the platform's own mail: Alertmanager, the panel's notices",
+    ),
     Opening(("mailstore",), dovecot.METRICS_PORT, PROMETHEUS, "Dovecot's metrics: Prometheus"),
     Opening(
         ("db",),

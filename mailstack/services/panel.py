@@ -7,9 +7,13 @@ import secrets
 
 from mailstack.deploy.configfile import ConfigFile
 from mailstack.deploy.deployment import APP_SOURCE, APP_VENV, code_version
-from mailstack.services import dovecot, postgresql
+from mailstack.services import dovecot, postfix, postgresql
+from mailstack.settings.monitoring import alert_sender
 
 UNIT = "mailstack-panel.service"
+NOTICES_UNIT = "mailstack-hold-notices"
+"""Mails the admins of newly held mailboxes (accounts.holdnotices), from a timer on every web
+host; each notice goes out once whichever host sends it."""
 ENVIRONMENT = "/etc/mailstack/panel.env"
 PLATFORM_SETTINGS = "/etc/mailstack/platform-settings.json"
 COMMAND = "/usr/local/bin/mailstack-panel"
@@ -59,6 +63,9 @@ def environment_file(deployment, host) -> ConfigFile:
         proxy_count=PROXY_COUNT,
         doveadm_url=dovecot.doveadm_url(),
         doveadm_api_key=deployment.secrets.get(dovecot.DOVEADM_API_KEY_SECRET),
+        # The mx hosts' listener for the platform's own mail, and the sender it admits.
+        notice_relay=f"{dovecot.MX_NAME}:{postfix.NOTICES_PORT}",
+        notice_from=alert_sender(settings),
     )
 
 
@@ -83,6 +90,21 @@ def config_files(deployment, host) -> list[ConfigFile]:
             listen=LISTEN,
             workers=deployment.settings.web.panel_workers,
         ),
+    ]
+
+
+def notices_files(deployment, host) -> list[ConfigFile]:
+    """The timer and job that send the notices of sending holds (the environment file is the
+    panel's)."""
+    return [
+        ConfigFile.template(
+            "panel",
+            f"/etc/systemd/system/{NOTICES_UNIT}.service",
+            app_venv=APP_VENV,
+            app_source=APP_SOURCE,
+            environment=ENVIRONMENT,
+        ),
+        ConfigFile.template("panel", f"/etc/systemd/system/{NOTICES_UNIT}.timer"),
     ]
 
 

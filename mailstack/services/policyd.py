@@ -17,6 +17,26 @@ CHECK = (
 )
 
 
+def lookup_dsn(deployment, target_session_attrs: str) -> str:
+    """The lookup role's connection string, to any node ('any') or the primary ('read-write')."""
+    lookup = deployment.database_reader
+    return make_conninfo(
+        host=postgresql.libpq_hosts(lookup.hosts),
+        port=lookup.port,
+        dbname=lookup.name,
+        user=lookup.user,
+        password=lookup.password,
+        # pg_hba.conf admits the mail services over TLS only.
+        sslmode="require",
+        connect_timeout=postgresql.CONNECT_TIMEOUT,
+        tcp_user_timeout=postgresql.TCP_USER_TIMEOUT_MS,
+        target_session_attrs=target_session_attrs,
+        # Reads from any node are spread, so a dead first node costs only the lookups that
+        # try it first.
+        load_balance_hosts="random" if target_session_attrs == "any" else "disable",
+    )
+
+
 def policyd_config(deployment, host) -> PolicydConfig:
     settings = deployment.settings
     service = settings.mail.policy_service
@@ -29,21 +49,11 @@ def policyd_config(deployment, host) -> PolicydConfig:
         valkey_url=store.url(),
         valkey_sentinels=list(store.sentinels),
         valkey_service=store.master_name,
-        accounts_dsn=make_conninfo(
-            host=postgresql.libpq_hosts(lookup.hosts),
-            port=lookup.port,
-            dbname=lookup.name,
-            user=lookup.user,
-            password=lookup.password,
-            # pg_hba.conf admits the mail services over TLS only.
-            sslmode="require",
-            connect_timeout=postgresql.CONNECT_TIMEOUT,
-            tcp_user_timeout=postgresql.TCP_USER_TIMEOUT_MS,
-            # Any node answers these reads; spread them, so a dead first node costs only the
-            # lookups that try it first.
-            target_session_attrs=lookup.target_session_attrs,
-            load_balance_hosts="random",
-        ),
+        accounts_dsn=lookup_dsn(deployment, lookup.target_session_attrs),
+        # Holds are written, on the primary.
+        holds_dsn=lookup_dsn(deployment, "read-write"),
+        # rspamd on the same host is the only client.
+        scan_reports_listen=f"127.0.0.1:{service.scan_reports_port}",
         # As Postfix's mynetworks: clients on the private network are no more trusted than
         # others (the load balancers hand over the real client address).
         trusted_networks=["127.0.0.0/8", "::1/128"],

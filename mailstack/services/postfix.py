@@ -26,7 +26,7 @@ CHECK = "postfix check && ! postconf -n 2>&1 >/dev/null | grep ."
 PACKAGES = ["postfix", "postfix-pgsql", "postfix-pcre", "ca-certificates"]
 NOTICES_PORT = 10588
 """Where the platform's own senders hand over their mail (alerts from Alertmanager on the
-monitoring hosts): from those hosts only, with the platform's own sender addresses, to anyone;
+monitoring hosts, notices of sending holds from the panel on the web hosts): from those hosts only, with the platform's own sender addresses, to anyone;
 scanned and signed like the operator's own mail. No login, so alerts about the mailstore (whose
 Dovecot checks logins) still go out."""
 SQL_TABLES = (
@@ -112,7 +112,10 @@ def _config_files(deployment, host) -> tuple[list[ConfigFile], str]:
         outbound_limit=settings.mail.outbound_limit.enabled,
         policy_service=f"127.0.0.1:{settings.mail.policy_service.port}",
         milter=rspamd.MILTER,
-        notice_clients=deployment.monitoring_addresses,
+        # Alertmanager on the monitoring hosts, the panel's notices from the web hosts.
+        notice_clients=list(
+            dict.fromkeys(deployment.monitoring_addresses + deployment.addresses("web"))
+        ),
         notice_senders=[alert_sender(settings)],
         tls_certificate=certificates.CERTIFICATE,
         tls_key=certificates.PRIVATE_KEY,

@@ -62,6 +62,7 @@ LOCAL = (
     "dkim_signing.conf",
     "arc.conf",
     "groups.conf",
+    "metadata_exporter.conf",
 )
 # override.d replaces rspamd's own values; local.d would add lists to them (local_addrs would keep
 # the private ranges, where the lab's and the load balancers' clients come from).
@@ -130,7 +131,14 @@ def scanner_files(deployment, host) -> list[ConfigFile]:
     spam = settings.mail.spam
     keys = domain_keys(settings, deployment.secrets)
     controller_password = deployment.secrets.get(CONTROLLER_PASSWORD_SECRET)
+    limit = settings.mail.outbound_limit
     context = {
+        # The policy service on the same mx counts them for sending holds.
+        "scan_reports_url": (
+            f"http://127.0.0.1:{settings.mail.policy_service.scan_reports_port}/scan-refused"
+            if limit.enabled and limit.sending_hold.enabled
+            else None
+        ),
         "milter_port": MILTER_PORT,
         "scanner_port": SCANNER_PORT,
         "controller_port": CONTROLLER_PORT,
@@ -154,9 +162,14 @@ def scanner_files(deployment, host) -> list[ConfigFile]:
         "dkim_keys": keys,
         "key_dir": DKIM_KEY_DIR,
         # Hosts whose own mail rspamd takes as local: the mailstore nodes (what Sieve sends for
-        # a user) and the monitoring hosts (alerts), each once.
+        # a user), the monitoring hosts (alerts) and the web hosts (the panel's notices), each
+        # once.
         "local_addresses": list(
-            dict.fromkeys(deployment.addresses("mailstore") + deployment.monitoring_addresses)
+            dict.fromkeys(
+                deployment.addresses("mailstore")
+                + deployment.monitoring_addresses
+                + deployment.addresses("web")
+            )
         ),
         "keys_hash": SIGNING_KEYS_HASH,
         "selectors_hash": SIGNING_SELECTORS_HASH,

@@ -37,8 +37,9 @@ READ_BY: dict[str, str] = {
     "mail.outbound_limit": "roles/policyd.py, roles/postfix.py, roles/panel.py (classes)",
     "mail.outbound_limit.default": "roles/policyd.py",
     "mail.outbound_limit.classes.<name>": "roles/policyd.py, roles/panel.py",
+    "mail.outbound_limit.sending_hold": "roles/policyd.py, roles/rspamd.py (its reports)",
     "mail.policy_service": "roles/policyd.py, roles/postfix.py (port), roles/monitoring.py "
-    "(metrics port)",
+    "(metrics port), roles/rspamd.py (scan reports port)",
     "mail.spam": "roles/rspamd.py",
     "mail.spam.ip_blocklists[]": "roles/rspamd.py",
     "mail.spam.uri_blocklists[]": "roles/rspamd.py",

@@ -80,6 +80,30 @@ class RecipientLimit(Model):
     window_seconds: int = Field(ge=1, le=86400, description="Length of the sliding window.")
 
 
+class SendingHoldSettings(Model):
+    """Automatic holds on a user's sending, the sign of a hijacked account: submission refused
+    (receiving and reading go on) until an admin releases it in the panel (docs/policyd.md)."""
+
+    enabled: bool = Field(
+        True, description="Put users on hold at the thresholds below (while the limit is enabled)."
+    )
+    after_limit_hits: int = Field(
+        10,
+        ge=1,
+        description="Hold a user whose messages hit the recipient limit this many times within "
+        "one window of their limit.",
+    )
+    after_scan_refusals: int = Field(
+        3,
+        ge=1,
+        description="Hold a user the outbound scan (rspamd: spam or a virus) refused this many "
+        "messages of within `scan_window_seconds`.",
+    )
+    scan_window_seconds: int = Field(
+        3600, ge=60, le=604800, description="The window scan refusals are counted in."
+    )
+
+
 class OutboundLimitSettings(Model):
     """Limit on recipients that an authenticated user may send to, across the whole cluster."""
 
@@ -116,6 +140,11 @@ class OutboundLimitSettings(Model):
         "at DATA) has its recipients released after this time and never charged; a message "
         "that ends later is charged when it ends.",
     )
+    sending_hold: SendingHoldSettings = Field(
+        SendingHoldSettings(),
+        description="Automatic holds on users who keep hitting the limit or sending what the "
+        "outbound scan refuses.",
+    )
 
 
 class PolicyServiceSettings(Model):
@@ -126,6 +155,13 @@ class PolicyServiceSettings(Model):
     )
     metrics_port: int = Field(
         9740, ge=1, le=65535, description="TCP port of the Prometheus metrics endpoint."
+    )
+    scan_reports_port: int = Field(
+        9741,
+        ge=1,
+        le=65535,
+        description="TCP port on loopback where rspamd on the same mx host reports the messages "
+        "of authenticated users its scan refused (for sending holds).",
     )
     metrics_max_users: int = Field(
         1000,

@@ -43,3 +43,34 @@ def chromium(
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def press(driver, label: str) -> None:
+    """Press the form's button with this label and wait until the answer has replaced the page
+    and finished loading (or the next navigation may cut it off half-way and chromium hand out
+    elements of the document it abandoned)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
+    WebDriverWait(driver, 30).until(lambda _: replaced(page))
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+
+
+def replaced(element) -> bool:
+    """Whether `element`'s document is gone. Selenium's staleness_of misses one way chromium
+    (156) says so: an 'unknown error' that the node 'does not belong to the document'."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return True
+        raise
+    return False

@@ -361,5 +361,6 @@ class ForwardingTarget(models.Model):
 
 # The other account records, in modules of their own; imported so Django registers them.
 from accounts.audit import AuditEntry  # noqa: E402, F401
+from accounts.holds import SendingHold  # noqa: E402, F401
 from accounts.lifecycle import DomainKey, RemovedMailbox  # noqa: E402, F401
 from accounts.usersettings import MailboxSettings  # noqa: E402

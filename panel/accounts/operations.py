@@ -108,7 +108,8 @@ def _check_keep_copy(forwarding: Forwarding) -> None:
 
 @transaction.atomic
 def delete(actor: Actor, obj) -> None:
-    """Remove a reseller or forwarding (domains and mailboxes have their own operations)."""
+    """Remove a reseller or forwarding, or release a sending hold (domains and mailboxes have
+    their own operations)."""
     if isinstance(obj, Domain | Mailbox):
         raise TypeError("use remove_domain or remove_mailbox")
     if isinstance(obj, Reseller):

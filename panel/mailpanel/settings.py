@@ -157,6 +157,10 @@ MAILPANEL_REMOVED_MAIL_RETENTION_DAYS = int(_env("REMOVED_MAIL_RETENTION_DAYS", 
 # sessions (accounts.sessions); empty: they end when Dovecot's auth cache expires.
 MAILPANEL_DOVEADM_URL = _env("DOVEADM_URL")
 MAILPANEL_DOVEADM_API_KEY = _env("DOVEADM_API_KEY")
+# Where the panel hands over its notices (sending holds, accounts.holdnotices): HOST:PORT of the
+# mx hosts' listener for the platform's own mail, and the sender it admits; empty: none are sent.
+MAILPANEL_NOTICE_RELAY = _env("NOTICE_RELAY")
+MAILPANEL_NOTICE_FROM = _env("NOTICE_FROM")
 MAILPANEL_PROXY_COUNT = int(_env("PROXY_COUNT", "1"))
 """Reverse proxies in front of the panel that append to X-Forwarded-For (for login throttling)."""
 

@@ -10,6 +10,9 @@ actions a role has at all (403 otherwise).
 | reseller admin | its own   | its reseller's           | in its reseller's domains  | its reseller's tenants|
 | domain admin   | none      | its domains              | in its domains             | none                  |
 | mailbox user   | none      | none                     | its own mailbox, and the forwarding of its own address | none |
+
+Sending holds (held mailboxes) follow the mailboxes, for admins only: a mailbox user does not
+release their own.
 """
 
 from dataclasses import dataclass, field
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from django.db.models import QuerySet
 
 from accounts.audit import Actor, AuditEntry
+from accounts.holds import SendingHold
 from accounts.models import Domain, Forwarding, Mailbox, Reseller
 from tenancy.models import Profile, Role
 
@@ -61,6 +65,14 @@ class Scope:
         if self.role == Role.MAILBOX:
             return forwardings.filter(address__in=self.mailboxes().values("address"))
         return forwardings.filter(domain__in=self.domains())
+
+    def sending_holds(self) -> QuerySet[SendingHold]:
+        """Held mailboxes among those this role manages (none for a mailbox user)."""
+        if not self.is_admin:
+            return SendingHold.objects.none()
+        return SendingHold.objects.select_related("mailbox__domain").filter(
+            mailbox__in=self.mailboxes()
+        )
 
     def audit_entries(self) -> QuerySet[AuditEntry]:
         if self.role == Role.OPERATOR:

@@ -260,6 +260,10 @@ class AdminForm(forms.Form):
         required=False, strip=False, widget=forms.PasswordInput,
         help_text="Required for a new admin; empty keeps the password.",
     )  # fmt: skip
+    email = forms.CharField(
+        max_length=254, required=False,
+        help_text="Where the admin is told of held accounts (optional).",
+    )  # fmt: skip
 
     def __init__(self, *args, scope, editing=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -285,6 +289,12 @@ class AdminForm(forms.Form):
         if get_user_model().objects.filter(username=name).exists():
             raise forms.ValidationError(f"{name} is already taken")
         return name
+
+    def clean_email(self):
+        from accounts.addresses import parse_target
+
+        email = self.cleaned_data["email"].strip()
+        return parse_target(email) if email else ""
 
     def clean(self):
         cleaned = super().clean()

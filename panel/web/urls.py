@@ -1,6 +1,6 @@
 from django.urls import path
 
-from web.views import admin, auth, mail, mailuser, misc
+from web.views import admin, auth, holds, mail, mailuser, misc
 
 app_name = "web"
 urlpatterns = [
@@ -35,6 +35,8 @@ urlpatterns = [
     path("mailboxes/<int:pk>/delete/", mail.mailbox_delete, name="mailbox-delete"),
     path("forwardings/<int:pk>/", mail.forwarding_edit, name="forwarding-edit"),
     path("forwardings/<int:pk>/delete/", mail.forwarding_delete, name="forwarding-delete"),
+    path("holds/", holds.hold_list, name="hold-list"),
+    path("holds/<int:pk>/release/", holds.hold_release, name="hold-release"),
     path("me/", mailuser.settings_page, name="me"),
     path("me/password/", mailuser.password_page, name="me-password"),
     path("me/forwarding/", mailuser.forwarding_page, name="me-forwarding"),

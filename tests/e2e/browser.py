@@ -9,7 +9,7 @@ import ssl
 import time
 from pathlib import Path
 
-from mailstack.testing.chromium import chromium
+from mailstack.testing.chromium import chromium, press
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 
@@ -39,22 +39,6 @@ def body_text(driver) -> str:
         except (StaleElementReferenceException, NoSuchElementException):
             time.sleep(0.5)
     return ""
-
-
-def press(driver, label: str) -> None:
-    """Press the form's button with this label and wait until the answer replaced the page."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    page = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
-    # The answer has replaced the page; let it finish loading, or the next navigation cuts it
-    # off half-way and chromium may hand out elements of the document it abandoned.
-    WebDriverWait(driver, 30).until(
-        lambda d: d.execute_script("return document.readyState") == "complete"
-    )
 
 
 def fill(driver, **fields: str) -> None:

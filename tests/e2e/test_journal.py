@@ -25,6 +25,7 @@ UNITS = {
         "mailstack-backup-database",
         "mailstack-backup-valkey",
     ),
+    "web": ("mailstack-hold-notices",),
 }
 FAILOVER = "the db drills (tests/e2e/test_db_drills.py) kill, cut off and restart db nodes"
 
@@ -166,14 +167,25 @@ ALLOWED = [
     Expected("valkey-server@filters", r".*", "replicas lose their primary in the drills"),
     # Clients of a db node that died or was demoted, until they use another.
     Expected("postfix", r"warning: (pgsql query failed|connect to pgsql server)\b.*", FAILOVER),
+    Expected(
+        "postfix",
+        r"warning: (proxy:pgsql:/etc/postfix/sql/\w+\.cf lookup error for \".*\"|"
+        r"\w+: \w+_maps map lookup problem for \S+ -- message not accepted, try again later|"
+        r"virtual_alias_domains lookup failure|"
+        r"virtual_alias_domains: proxy:pgsql:/etc/postfix/sql/\w+\.cf: table lookup problem)",
+        "the database drill of test_database_backup.py stops every db node: Postfix's lookups "
+        "fail until the cluster is back from the repository, and mail waits (4xx) meanwhile",
+    ),
     Expected("dovecot", r"auth: (Error|Warning): (pgsql|sqlpool)\(.*", FAILOVER),
     Expected(
         "dovecot",
         r"(dict\(\d+\)|lmtp\(\S+\)<\d+><\S+>|lmtp\(\d+\)|quota-status\(\S+\)(<\d+><\S*>)?|"
         r"auth\(\S+\)(<\S+>)?): (Error|Warning): .*(Not connected to database|Connect failed|"
-        r"Query failed, retrying|Failed to access 'before' script sequence|"
-        r"Auth USER lookup failed|Internal error occurred).*",
-        FAILOVER + ": Sieve's settings, quota and user lookups fail over with it (delivery waits)",
+        r"Query failed, (retrying|aborting)|Failed to access 'before' script sequence|"
+        r"Auth USER lookup failed|Internal error occurred|"
+        r"terminating connection due to administrator command).*",
+        FAILOVER + ", and the database drill of test_database_backup.py stops every db node: "
+        "Sieve's settings, quota and user lookups fail over with it (delivery waits)",
     ),
     Expected(
         "dovecot",
@@ -184,7 +196,24 @@ ALLOWED = [
         "for its timeout and the pool's reconnection to another node; the delivery waits (under "
         "100 s, well within Postfix's LMTP timeouts), a longer wait still fails here",
     ),
-    Expected("mailstack-policyd", r"WARNING outbound limit: account data unavailable .*", FAILOVER),
+    Expected(
+        "mailstack-policyd",
+        r"WARNING accounts: account data unavailable \(\w+: [^)]*\); user=\S+ gets class \S+.*",
+        FAILOVER + ": a user seen meanwhile gets the class last read, or the default",
+    ),
+    *(
+        Expected("init.scope", line, FAILOVER + ": the job's next run sends the notices")
+        for line in (
+            r"Failed to start mailstack-hold-notices\.service - .*",
+            r"mailstack-hold-notices\.service: Failed with result 'exit-code'\.",
+        )
+    ),
+    Expected(
+        "mailstack-policyd",
+        r"WARNING sending hold: HOLD user=u[0-9a-f]{10}@\S+ reason=scan count=\d+ threshold=\d+; .*",
+        "test_abuse_holds.py makes the outbound scan refuse a test mailbox's mail until the "
+        "service holds it",
+    ),
     Expected(
         "rspamd",
         r"<\w+>; map; rspamd_map_dns_callback: cannot resolve "

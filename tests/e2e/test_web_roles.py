@@ -9,7 +9,9 @@ import imaplib
 import uuid
 
 import pytest
-from browser import SCREENSHOTS, body_text, fill, panel_login, press
+from browser import SCREENSHOTS, body_text, fill, panel_login
+
+from mailstack.testing.chromium import press
 
 pytestmark = pytest.mark.browser
 

@@ -8,8 +8,9 @@ import subprocess
 import uuid
 
 import pytest
-from browser import SCREENSHOTS, body_text, panel_login, press, wait_for, webmail_login
+from browser import SCREENSHOTS, body_text, panel_login, wait_for, webmail_login
 
+from mailstack.testing.chromium import press
 from mailstack.testing.platform import message
 
 pytestmark = pytest.mark.browser

@@ -34,7 +34,8 @@ DATABASE = "mailstack"
 # The views the mail services read: a contract (docs/accounts.md).
 MAIL_VIEWS = [
     "dovecot_users", "expired_storage", "outbound_limit_classes", "sender_logins",
-    "sieve_scripts", "spam_thresholds", "virtual_aliases", "virtual_domains", "virtual_mailboxes",
+    "sending_holds", "sieve_scripts", "spam_thresholds", "virtual_aliases", "virtual_domains",
+    "virtual_mailboxes",
 ]  # fmt: skip
 
 

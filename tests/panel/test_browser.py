@@ -12,6 +12,7 @@ import pytest
 from panel_tenants import MAILBOX_PASSWORD, PASSWORD
 
 from mailstack.testing.chromium import chromium as start_chromium
+from mailstack.testing.chromium import press
 
 pytestmark = [pytest.mark.postgres, pytest.mark.browser]
 
@@ -68,13 +69,7 @@ class Browser:
 
     def submit(self, text: str) -> None:
         """Press the button and wait until the answer page has replaced this one."""
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        page = self.driver.find_element(By.TAG_NAME, "html")
-        self.driver.find_element(By.XPATH, f"//button[normalize-space()='{text}']").click()
-        WebDriverWait(self.driver, 30).until(expected_conditions.staleness_of(page))
+        press(self.driver, text)
 
     def login(self, host: str, username: str, password: str) -> None:
         self.open(host, "/login/")

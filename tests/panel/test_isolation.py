@@ -32,6 +32,7 @@ PARAMETERS = {
     "web:mailbox-delete": ("pk", lambda t: t.mailbox.pk),
     "web:forwarding-edit": ("pk", lambda t: t.forwarding.pk),
     "web:forwarding-delete": ("pk", lambda t: t.forwarding.pk),
+    "web:hold-release": ("pk", lambda t: t.hold_pk),
     "api:reseller-detail": ("pk", lambda t: t.reseller.pk),
     "api:domain-detail": ("name", lambda t: t.domain.name),
     "api:domain-verify": ("name", lambda t: t.domain.name),
@@ -83,10 +84,16 @@ def test_every_route_with_parameters_is_classified(panel_django):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_no_route_reaches_another_tenants_objects(tenants, role):
+    from django.utils import timezone
+
     from accounts.audit import AuditEntry
+    from accounts.holds import SendingHold
 
     other = tenants.umbrella
     other.audit_entry_pk = AuditEntry.objects.filter(reseller=other.reseller).first().pk
+    other.hold_pk = SendingHold.objects.create(
+        mailbox=other.other_mailbox, reason="limit", held_at=timezone.now()
+    ).pk
     failures = []
     for name, params in routes():
         if not params:
@@ -110,6 +117,7 @@ def test_no_route_reaches_another_tenants_objects(tenants, role):
     other.mailbox.refresh_from_db()
     other.forwarding.refresh_from_db()
     other.domain.refresh_from_db()
+    assert SendingHold.objects.filter(pk=other.hold_pk).exists()
 
 
 @pytest.mark.parametrize("role", ROLES)

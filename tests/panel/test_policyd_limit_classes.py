@@ -16,8 +16,11 @@ OUTBOUND = {
 }
 
 
-def service_with_accounts(postgres, valkey, key_prefix, cache_seconds: int):
-    """A policy service reading the test cluster's account data as the lookup role."""
+def service_with_accounts(
+    postgres, valkey, key_prefix, cache_seconds: int, sending_hold: dict | None = None
+):
+    """A policy service reading the test cluster's account data as the lookup role, holding
+    users (as the lookup role too) at `sending_hold`'s thresholds and taking rspamd's reports."""
     values = postgres.lookup_settings()
     dsn = make_conninfo(
         host=values["db_hosts"][0],
@@ -30,7 +33,9 @@ def service_with_accounts(postgres, valkey, key_prefix, cache_seconds: int):
         valkey.url,
         key_prefix,
         accounts_dsn=dsn,
-        outbound_limit=OUTBOUND,
+        holds_dsn=dsn,
+        scan_reports_listen="127.0.0.1:0",
+        outbound_limit={**OUTBOUND, "sending_hold": sending_hold or {}},
         service={"account_cache_seconds": cache_seconds},
     )
 

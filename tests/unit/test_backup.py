@@ -153,3 +153,12 @@ def test_a_backup_is_fresh_for_two_intervals_and_five_minutes():
 
     assert freshness(2 * 900 + 300, 900) == (0, "")
     assert freshness(2 * 900 + 301, 900) == (1, " (OLDER THAN TWO INTERVALS)")
+
+
+def test_a_report_is_written_where_node_exporter_is_not_installed_yet(tmp_path):
+    from mailstack.jobs import BACKUP_METRIC, write_backup_report
+
+    report = tmp_path / "prometheus" / "node-exporter" / "backup-database.prom"
+    write_backup_report(report, "database", 1700000000.0, 4096, 12.5)
+    assert f'{BACKUP_METRIC}{{backup="database"}} 1700000000.0' in report.read_text()
+    assert oct(report.stat().st_mode & 0o777) == "0o644"

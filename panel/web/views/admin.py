@@ -79,7 +79,8 @@ def admin_edit(request, pk: int | None = None):
     initial = {}
     if profile is not None:
         initial = {"username": profile.user.username, "role": profile.role,
-                   "reseller": profile.reseller_id, "domains": list(profile.domains.all())}  # fmt: skip
+                   "reseller": profile.reseller_id, "domains": list(profile.domains.all()),
+                   "email": profile.user.email}  # fmt: skip
     form = AdminForm(request.POST or None, scope=scope, editing=profile, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -106,6 +107,8 @@ def _save_admin(scope, profile: Profile | None, data: dict) -> None:
         except ValidationError as error:
             raise ValidationError({"password": error.messages}) from None
         user.set_password(data["password"])
+    email_before = user.email
+    user.email = data.get("email", "")
     user.save()
     role = data["role"]
     reseller_id = None
@@ -117,12 +120,14 @@ def _save_admin(scope, profile: Profile | None, data: dict) -> None:
         profile = Profile(user=user)
     else:
         before = {"role": profile.role, "reseller": profile.reseller_id,
-                  "domains": sorted(profile.domains.values_list("name", flat=True))}  # fmt: skip
+                  "domains": sorted(profile.domains.values_list("name", flat=True)),
+                  "email": email_before}  # fmt: skip
     profile.role, profile.reseller_id = role, reseller_id
     profile.save()
     profile.domains.set(data["domains"] if role == Role.DOMAIN else [])
     after = {"role": role, "reseller": reseller_id,
-             "domains": sorted(profile.domains.values_list("name", flat=True))}  # fmt: skip
+             "domains": sorted(profile.domains.values_list("name", flat=True)),
+             "email": user.email}  # fmt: skip
     audit.AuditEntry.objects.create(
         actor=scope.actor.name, actor_role=scope.actor.role,
         action="change" if before else "create", object_type="admin",

@@ -8,6 +8,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from rest_framework.authtoken.models import Token
 
+from accounts.addresses import parse_target
 from accounts.management import base
 from accounts.management.base import AccountCommand, field_error, read_password
 from tenancy.models import Profile, Role
@@ -22,6 +23,9 @@ class Command(AccountCommand):
         add.add_argument("--role", choices=["operator", "reseller", "domain"], required=True)
         add.add_argument("--reseller", help="the reseller a reseller or domain admin works for")
         add.add_argument("--domain", action="append", default=[], help="a domain admin's domain")
+        add.add_argument(
+            "--email", default="", help="where the admin is told of sending holds (optional)"
+        )
         actions.add_parser("list", help="list admins")
         remove = actions.add_parser("remove", help="remove an admin")
         remove.add_argument("username")
@@ -35,7 +39,9 @@ class Command(AccountCommand):
             raise field_error("username", f"{username} is not an admin")
         return profile
 
-    def do_add(self, username: str, role: str, reseller: str | None, domain: list[str], **_):
+    def do_add(
+        self, username: str, role: str, reseller: str | None, domain: list[str], email: str, **_
+    ):
         User = get_user_model()
         if User.objects.filter(username=username).exists():
             raise field_error("username", f"{username} already exists")
@@ -47,7 +53,12 @@ class Command(AccountCommand):
         if foreign or (domains and role != "domain"):
             raise field_error("domain", f"not a domain of this domain admin's reseller: {foreign}")
         password = read_password(self.stdin)
-        user = User(username=username)
+        if email:
+            try:
+                email = parse_target(email)
+            except ValidationError as error:
+                raise field_error("email", error) from None
+        user = User(username=username, email=email)
         try:
             validate_password(password, user)
         except ValidationError as error:
