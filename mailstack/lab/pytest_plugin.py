@@ -126,12 +126,14 @@ def pytest_sessionfinish(session):
         Lab(lab_name_for_tests(), log=print).down()
 
 
-def pytest_terminal_summary(terminalreporter):
-    """A failed bring-up's cause at the end of the run's output, where a truncated copy of the
-    output (a CI log's tail) still shows it."""
-    if _bring_up is not None and _bring_up.failure:
-        terminalreporter.section(f"bringing up lab {lab_name_for_tests()} failed")
-        terminalreporter.line(_bring_up.failure)
+def pytest_unconfigure(config):
+    """A failed bring-up's cause after everything else pytest prints (the short summary and the
+    final counts come after pytest_terminal_summary), where a CI log cut to its tail shows it."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or _bring_up is None or not _bring_up.failure:
+        return
+    reporter.write_sep("=", f"bringing up lab {lab_name_for_tests()} failed")
+    reporter.write_line(_bring_up.failure)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,8 @@
 """The test lab's pytest plugin (mailstack.lab.pytest_plugin) when the lab cannot come up: the
 cause ends the run's output, where a CI log cut to its tail still shows it."""
 
+import re
+
 import pytest
 
 from mailstack.lab import pytest_plugin
@@ -20,6 +22,9 @@ def test_a_failed_bring_up_ends_the_output_with_its_cause(pytester, monkeypatch)
         next(line for line in output if "bringing up lab Not-A-Lab failed" in line and "=" in line)
     )
     assert any("Not-A-Lab" in line and "name" in line.lower() for line in output[summary:])
+    # After pytest's own last lines (the short summary and the counts), not before them.
+    counts = max(i for i, line in enumerate(output) if re.search(r"=+ .*\berrors? in ", line))
+    assert summary > counts
 
 
 @pytest.mark.parametrize("noise", [0, 500])
