@@ -201,13 +201,6 @@ ALLOWED = [
         r"WARNING accounts: account data unavailable \(\w+: [^)]*\); user=\S+ gets class \S+.*",
         FAILOVER + ": a user seen meanwhile gets the class last read, or the default",
     ),
-    *(
-        Expected("init.scope", line, FAILOVER + ": the job's next run sends the notices")
-        for line in (
-            r"Failed to start mailstack-hold-notices\.service - .*",
-            r"mailstack-hold-notices\.service: Failed with result 'exit-code'\.",
-        )
-    ),
     Expected(
         "mailstack-policyd",
         r"WARNING sending hold: HOLD user=u[0-9a-f]{10}@\S+ reason=scan count=\d+ threshold=\d+; .*",

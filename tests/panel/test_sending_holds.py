@@ -259,3 +259,15 @@ def test_an_admins_address_for_notices_is_set_in_the_panel_and_checked(tenants):
     response = client.post(reverse("web:admin-new"), {**form, "email": "Helper@Example.NET"})
     assert response.status_code == 302
     assert get_user_model().objects.get(username="helper").email == "Helper@example.net"
+
+
+def test_notices_wait_without_a_traceback_while_no_database_node_answers(manage_py):
+    """A failover leaves no writable node for a while: the timer's run says so in one line and
+    exits EX_TEMPFAIL (the unit's SuccessExitStatus), the next run sends the notices."""
+    closed = str(free_port())
+    result = manage_py("hold", "notify", env={"MAILPANEL_DB_HOST": "127.0.0.1",
+                                              "MAILPANEL_DB_PORT": closed})  # fmt: skip
+    assert result.returncode == 75, result.stderr
+    assert result.stderr.startswith("the account data is unavailable ("), result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

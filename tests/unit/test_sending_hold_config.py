@@ -2,6 +2,7 @@
 policy service on the same mx, which writes holds on the primary; the panel's notices go through
 the mx hosts' listener for the platform's own mail, which admits the web hosts."""
 
+import os
 import tempfile
 from ipaddress import ip_address, ip_network
 from pathlib import Path
@@ -76,3 +77,13 @@ def test_the_web_hosts_hand_notices_to_the_mx_hosts():
     assert all(any(ip_address(a) in network for network in sources) for a in web)
     environment = panel.environment_file(deployment, deployment.hosts("web")[0]).render()
     assert f"MAILPANEL_NOTICE_RELAY=mx.private:{postfix.NOTICES_PORT}" in environment
+
+
+def test_the_notice_job_waiting_for_the_database_is_no_failed_unit():
+    """The account commands exit EX_TEMPFAIL when no database node takes writes (a failover;
+    tests/panel/test_sending_holds.py): the timer's job counts that as a success, its next run
+    sends the notices, and no failed unit is left behind each failover."""
+    deployment = production()
+    web = deployment.hosts("web")[0]
+    (job,) = [f for f in panel.notices_files(deployment, web) if f.path.endswith(".service")]
+    assert f"SuccessExitStatus={os.EX_TEMPFAIL}" in job.render().splitlines()

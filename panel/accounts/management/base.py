@@ -1,12 +1,13 @@
 """What the account commands share: sub-actions, look-ups by name, errors that name the field."""
 
 import getpass
+import os
 import sys
 from collections.abc import Iterable, Sequence
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import models, transaction
+from django.db import OperationalError, models, transaction
 
 from accounts import dkimstore, operations
 from accounts.addresses import parse_address, parse_domain, parse_target
@@ -33,8 +34,16 @@ class AccountCommand(BaseCommand):
 
     def handle(self, *args, action: str, stdin=None, **options) -> None:
         self.stdin = stdin or sys.stdin
-        with transaction.atomic():
-            getattr(self, f"do_{action}")(**options)
+        try:
+            with transaction.atomic():
+                getattr(self, f"do_{action}")(**options)
+        except OperationalError as error:
+            # No writable database node (a failover, every node down): nothing was changed, and
+            # the command may simply be run again; timers count EX_TEMPFAIL as a success
+            # (SuccessExitStatus) and their next run does the work.
+            reason = next(iter(str(error).strip().splitlines()), "no answer")
+            self.stderr.write(f"the account data is unavailable ({reason}); nothing was changed")
+            raise SystemExit(os.EX_TEMPFAIL) from None
 
     @staticmethod
     def add_enabled_switch(parser, *, change: bool) -> None:
