@@ -43,23 +43,37 @@ def endpoints(lab: Lab) -> list[str]:
 
 TEST_RESELLER = "lab"
 TEST_LOCAL_PART = "test"
+TEST_ACCOUNT_SECRET = "test_account_password"
+OPERATOR_ACCOUNT_SECRET = "operator_account_password"
 
 
-def test_account_password(lab: Lab) -> str:
-    """The test account's password, kept with the lab's other secrets, so every `lab up
-    --deploy` prints the same one (made before the deploy, whose off-site copy of the secrets
-    then holds it)."""
-    from mailstack.secrets import SecretStore
+def lab_accounts(settings, secrets) -> list[tuple[str, str, str]]:
+    """(what, address, password) of the mailboxes `lab up --deploy` makes: the test account
+    (test@<first domain>) and the operators' alert addresses (monitoring.notifications.email_to)
+    in the platform's own domains, so alert mail is delivered and can be read, not bounced.
+    `settings`: the lab's Settings; `secrets`: its SecretStore, which keeps the passwords so
+    every `lab up --deploy` prints the same ones (read before the deploy, whose off-site copy of
+    the secrets then holds them)."""
+    environment = settings.environment
+    accounts = [
+        (
+            "test account",
+            f"{TEST_LOCAL_PART}@{environment.primary_domain}",
+            secrets.get(TEST_ACCOUNT_SECRET),
+        )
+    ]
+    for address in settings.monitoring.notifications.email_to:
+        if str(address).rpartition("@")[2] in environment.mail_domains:
+            accounts.append(("alerts to", str(address), secrets.get(OPERATOR_ACCOUNT_SECRET)))
+    return accounts
 
-    return SecretStore(lab.state_dir / "secrets.json").get("test_account_password")
 
-
-def ensure_test_account(lab: Lab, password: str) -> str:
-    """A mailbox to try the lab with (test@<first domain>); returns its address."""
+def ensure_accounts(lab: Lab, accounts: list[tuple[str, str, str]]) -> None:
+    """Make (or set the password of) each mailbox of `lab_accounts`, in the platform's domains
+    under the reseller `lab`."""
     inventory = lab.inventory()
     settings = inventory.settings()
     web = lab.host(inventory.with_role("web")[0].name)
-    address = f"{TEST_LOCAL_PART}@{settings.environment.primary_domain}"
 
     def panel(command: str, stdin: str | None = None) -> str:
         result = subprocess.run(
@@ -79,21 +93,27 @@ def ensure_test_account(lab: Lab, password: str) -> str:
     for domain in settings.environment.mail_domains:
         if domain not in domains:
             panel(f"domain add {domain} --reseller {TEST_RESELLER}")
-    exists = address in panel(f"mailbox list --domain {settings.environment.primary_domain}")
-    action = "change" if exists else "add"
-    panel(f"mailbox {action} {address} --password-stdin", stdin=password + "\n")
-    return address
+    for _what, address, password in accounts:
+        domain = address.rpartition("@")[2]
+        exists = address in panel(f"mailbox list --domain {domain}").split()
+        action = "change" if exists else "add"
+        panel(f"mailbox {action} {address} --password-stdin", stdin=password + "\n")
 
 
 def _up(lab: Lab, args: argparse.Namespace) -> int:
     inventory = lab.up()
     print(f"lab {lab.name}: {len(inventory.hosts)} hosts up on {lab.bridge}")
     if args.deploy:
-        password = test_account_password(lab)
+        from mailstack.secrets import SecretStore
+
+        accounts = lab_accounts(
+            lab.inventory().settings(), SecretStore(lab.state_dir / "secrets.json")
+        )
         deploy(lab)
-        address = ensure_test_account(lab, password)
+        ensure_accounts(lab, accounts)
         print("\n".join(endpoints(lab)))
-        print(f"test account {address}  password {password}")
+        for what, address, password in accounts:
+            print(f"{what:<12}{address}  password {password}")
     return 0
 
 
