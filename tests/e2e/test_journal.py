@@ -197,8 +197,8 @@ ALLOWED = [
     Expected(
         "dovecot",
         r"lmtp\(\S+\)<\d+><\S+>: Warning: sieve: storage mailstack-settings: dict: "
-        r"dict\(proxy\): conn unix:/run/dovecot/dict \(pid=\d+,uid=0\): dict lookup took "
-        r"\d{1,2}\.\d+ secs .*",
+        r"dict\(proxy\): conn unix:/run/dovecot/dict \(pid=\d+,uid=0\): (dict lookup took "
+        r"\d{1,2}\.\d+ secs .*|Dict server timeout: No input for \d{1,2}\.\d+ secs .* - reconnected)",
         FAILOVER + ": the dict server's connection to the node that was cut off or killed waits "
         "for its timeout and the pool's reconnection to another node; the delivery waits (under "
         "100 s, well within Postfix's LMTP timeouts), a longer wait still fails here",
