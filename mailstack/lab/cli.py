@@ -113,7 +113,7 @@ def _up(lab: Lab, args: argparse.Namespace) -> int:
         ensure_accounts(lab, accounts)
         print("\n".join(endpoints(lab)))
         for what, address, password in accounts:
-            print(f"{what:<12}{address}  password {password}")
+            print(f"{what + ':':<14}{address}  password {password}")
     return 0
 
 
