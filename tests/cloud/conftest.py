@@ -1,3 +1,4 @@
+import asyncio
 import sys
 from pathlib import Path
 
@@ -14,6 +15,16 @@ from mocks import build_under_mocks
 ROOT = Path(__file__).resolve().parents[2]
 # Stacks that describe Hetzner environments (the lab stack describes local hosts).
 CLOUD_STACKS = ["production", "staging"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def event_loop_for_pulumi():
+    """Pulumi's runtime runs on the thread's current event loop; asyncio.run in the suite's other
+    tests leaves none set, so without this these tests depend on running first."""
+    # Left set afterwards, as Pulumi's own loop was before: later code may ask for it.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
 
 
 @pytest.fixture(scope="module", params=CLOUD_STACKS)
