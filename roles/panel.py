@@ -45,5 +45,6 @@ if me.name == deployment.first("web").name:
         commands=[panel.wait_for_database(), f"{panel.COMMAND} migrate --noinput"],
         _if=any_changed(*installed),
     )
-# Its job reads the panel's environment file, which the panel's check has checked.
-configure(f"{panel.NOTICES_UNIT}.timer", panel.notices_files(deployment, me), check=None)
+# The jobs read the panel's environment file, which the panel's check has checked.
+for job in (panel.NOTICES_UNIT, panel.TRACE_PURGE_UNIT):
+    configure(f"{job}.timer", panel.job_files(job), check=None)

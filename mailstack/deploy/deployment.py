@@ -244,6 +244,17 @@ class Deployment:
         )
 
     @functools.cached_property
+    def database_tracer(self) -> DatabaseClient:
+        """The role the mx and mailstore nodes store trace lines as (insert only), on the
+        primary."""
+        return self._database_client(
+            postgresql.DATABASE,
+            postgresql.TRACE_USER,
+            postgresql.TRACE_PASSWORD_SECRET,
+            "read-write",
+        )
+
+    @functools.cached_property
     def webmail_database(self) -> DatabaseClient:
         """Roundcube's own database and the role that owns it (nothing of the account data)."""
         return self._database_client(

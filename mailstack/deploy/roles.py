@@ -43,6 +43,8 @@ ROLES: list[tuple[str, frozenset[str]]] = [
     ("postfix", frozenset({"mx"})),
     # After Postfix: Debian's launcher asks postconf for the domain when the package starts it.
     ("postsrsd", frozenset({"mx"})),
+    # After the mail services: their lines, stored for message tracing.
+    ("tracing", frozenset({"mx", "mailstore"})),
     # After the services it runs: the clusters start Dovecot and Postfix where they belong.
     ("pacemaker", frozenset({"mx", "mailstore"})),
     # After the services they report on; Prometheus and Alertmanager on the monitoring hosts.

@@ -146,19 +146,8 @@ def stale_lock_files() -> list[ConfigFile]:
 def purge_files(deployment, host) -> list[ConfigFile]:
     """The clean-up job of removed mailboxes' mail: its configuration (the lookup role's
     connection, root only, handed to the job as a credential), service and timer."""
-    from psycopg.conninfo import make_conninfo
-
-    lookup = deployment.database_reader
     config = {
-        "accounts_dsn": make_conninfo(
-            host=postgresql.libpq_hosts(lookup.hosts),
-            port=lookup.port,
-            dbname=lookup.name,
-            user=lookup.user,
-            password=lookup.password,
-            sslmode="require",
-            connect_timeout=postgresql.CONNECT_TIMEOUT,
-        ),
+        "accounts_dsn": postgresql.client_dsn(deployment.database_reader),
         "mail_root": MAIL_ROOT,
     }
     unit = {

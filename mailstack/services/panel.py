@@ -11,6 +11,9 @@ from mailstack.services import dovecot, postfix, postgresql
 from mailstack.settings.monitoring import alert_sender
 
 UNIT = "mailstack-panel.service"
+TRACE_PURGE_UNIT = "mailstack-trace-purge"
+"""Deletes trace lines past tracing.retention_days (tracing.retention), hourly from a timer on
+every web host (the deletes of two hosts do not clash)."""
 NOTICES_UNIT = "mailstack-hold-notices"
 """Mails the admins of newly held mailboxes (accounts.holdnotices), from a timer on every web
 host; each notice goes out once whichever host sends it."""
@@ -49,6 +52,7 @@ def environment_file(deployment, host) -> ConfigFile:
         db_connect_timeout=postgresql.CONNECT_TIMEOUT,
         db_tcp_user_timeout=postgresql.TCP_USER_TIMEOUT_MS,
         lookup_role=postgresql.LOOKUP_USER,
+        trace_role=postgresql.TRACE_USER,
         # Django's deployment check asks for at least 50 characters.
         secret_key=deployment.secrets.get(SECRET_KEY_SECRET, lambda: secrets.token_urlsafe(48)),
         allowed_hosts=[settings.environment.hostname("panel")],
@@ -93,18 +97,19 @@ def config_files(deployment, host) -> list[ConfigFile]:
     ]
 
 
-def notices_files(deployment, host) -> list[ConfigFile]:
-    """The timer and job that send the notices of sending holds (the environment file is the
-    panel's)."""
+def job_files(unit: str) -> list[ConfigFile]:
+    """The service and timer of one of the panel's jobs (NOTICES_UNIT: the notices of sending
+    holds; TRACE_PURGE_UNIT: trace lines past their retention), which read the panel's
+    environment file."""
     return [
         ConfigFile.template(
             "panel",
-            f"/etc/systemd/system/{NOTICES_UNIT}.service",
+            f"/etc/systemd/system/{unit}.service",
             app_venv=APP_VENV,
             app_source=APP_SOURCE,
             environment=ENVIRONMENT,
         ),
-        ConfigFile.template("panel", f"/etc/systemd/system/{NOTICES_UNIT}.timer"),
+        ConfigFile.template("panel", f"/etc/systemd/system/{unit}.timer"),
     ]
 
 

@@ -2,8 +2,6 @@
 (docs/policyd.md). Its code and venv come from roles/venv.py; its configuration is rendered from
 the settings, handed to the unit as a credential."""
 
-from psycopg.conninfo import make_conninfo
-
 from mailstack.deploy.configfile import ConfigFile
 from mailstack.deploy.deployment import APP_SOURCE, APP_VENV, code_version
 from mailstack.policyd.config import PolicydConfig, dump_config
@@ -15,26 +13,6 @@ CHECK = (
     f"env PYTHONPATH={APP_SOURCE} {APP_VENV}/bin/python -m mailstack.policyd"
     f" --config {CONFIG} --check-config"
 )
-
-
-def lookup_dsn(deployment, target_session_attrs: str) -> str:
-    """The lookup role's connection string, to any node ('any') or the primary ('read-write')."""
-    lookup = deployment.database_reader
-    return make_conninfo(
-        host=postgresql.libpq_hosts(lookup.hosts),
-        port=lookup.port,
-        dbname=lookup.name,
-        user=lookup.user,
-        password=lookup.password,
-        # pg_hba.conf admits the mail services over TLS only.
-        sslmode="require",
-        connect_timeout=postgresql.CONNECT_TIMEOUT,
-        tcp_user_timeout=postgresql.TCP_USER_TIMEOUT_MS,
-        target_session_attrs=target_session_attrs,
-        # Reads from any node are spread, so a dead first node costs only the lookups that
-        # try it first.
-        load_balance_hosts="random" if target_session_attrs == "any" else "disable",
-    )
 
 
 def policyd_config(deployment, host) -> PolicydConfig:
@@ -49,9 +27,9 @@ def policyd_config(deployment, host) -> PolicydConfig:
         valkey_url=store.url(),
         valkey_sentinels=list(store.sentinels),
         valkey_service=store.master_name,
-        accounts_dsn=lookup_dsn(deployment, lookup.target_session_attrs),
+        accounts_dsn=postgresql.client_dsn(lookup),
         # Holds are written, on the primary.
-        holds_dsn=lookup_dsn(deployment, "read-write"),
+        holds_dsn=postgresql.client_dsn(lookup, "read-write"),
         # rspamd on the same host is the only client.
         scan_reports_listen=f"127.0.0.1:{service.scan_reports_port}",
         # As Postfix's mynetworks: clients on the private network are no more trusted than

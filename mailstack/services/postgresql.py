@@ -8,11 +8,15 @@ PANEL_USER = "mailpanel"
 """Owns the schema; the panel's migrations run as this role."""
 LOOKUP_USER = "mail_lookup"
 """Reads only the views in schema `mail` (Postfix, Dovecot, the policy service)."""
+TRACE_USER = "mail_trace"
+"""Inserts trace lines into tracing_event and does nothing else (the mx and mailstore nodes'
+ingesters, mailstack.tracing)."""
 WEBMAIL_DATABASE = "roundcube"
 WEBMAIL_USER = "roundcube"
 """Owns Roundcube's database (its sessions, users' preferences, address books) and nothing else."""
 PANEL_PASSWORD_SECRET = "db_panel_password"
 LOOKUP_PASSWORD_SECRET = "db_lookup_password"
+TRACE_PASSWORD_SECRET = "db_trace_password"
 WEBMAIL_PASSWORD_SECRET = "db_webmail_password"
 PORT = 5432
 CONNECT_TIMEOUT = 2
@@ -53,6 +57,29 @@ def reader_uris(client) -> list[str]:
         f"&tcp_user_timeout={TCP_USER_TIMEOUT_MS}"
         for host in client.hosts
     ]
+
+
+def client_dsn(client, target_session_attrs: str | None = None, connect_timeout: int = 0) -> str:
+    """A client's libpq connection string (`client`: a deployment.DatabaseClient): every db
+    node, TLS, the timeouts above; `target_session_attrs` overrides the client's ('read-write':
+    the primary; 'any': any node, chosen at random so a dead first node costs only the
+    connections that try it first); `connect_timeout` overrides CONNECT_TIMEOUT."""
+    from psycopg.conninfo import make_conninfo
+
+    attrs = target_session_attrs or client.target_session_attrs
+    return make_conninfo(
+        host=libpq_hosts(client.hosts),
+        port=client.port,
+        dbname=client.name,
+        user=client.user,
+        password=client.password,
+        # pg_hba.conf admits the platform's clients over TLS only.
+        sslmode="require",
+        connect_timeout=connect_timeout or CONNECT_TIMEOUT,
+        tcp_user_timeout=TCP_USER_TIMEOUT_MS,
+        target_session_attrs=attrs,
+        load_balance_hosts="random" if attrs == "any" else "disable",
+    )
 
 
 def libpq_hosts(hosts) -> str:
@@ -114,11 +141,12 @@ DATABASE_OWNERS = {DATABASE: PANEL_USER, WEBMAIL_DATABASE: WEBMAIL_USER}
 
 
 def account_roles(deployment) -> dict[str, str]:
-    """The login roles of the account data and of webmail, and their passwords (from the
-    secrets)."""
+    """The login roles of the account data, of tracing and of webmail, and their passwords
+    (from the secrets)."""
     return {
         PANEL_USER: deployment.secrets.get(PANEL_PASSWORD_SECRET),
         LOOKUP_USER: deployment.secrets.get(LOOKUP_PASSWORD_SECRET),
+        TRACE_USER: deployment.secrets.get(TRACE_PASSWORD_SECRET),
         WEBMAIL_USER: deployment.secrets.get(WEBMAIL_PASSWORD_SECRET),
     }
 
@@ -165,6 +193,8 @@ def clients(deployment) -> list[dict]:
     web = deployment.hosts("web")
     return (
         [{"database": DATABASE, "user": LOOKUP_USER, "address": str(h.private_ip)} for h in lookup]
+        # The ingesters of message tracing run where the mail services log.
+        + [{"database": DATABASE, "user": TRACE_USER, "address": str(h.private_ip)} for h in lookup]
         + [{"database": DATABASE, "user": PANEL_USER, "address": str(h.private_ip)} for h in web]
         + [
             {"database": WEBMAIL_DATABASE, "user": WEBMAIL_USER, "address": str(h.private_ip)}

@@ -4,8 +4,6 @@ minute. Its code and venv come from roles/venv.py."""
 
 import json
 
-from psycopg.conninfo import make_conninfo
-
 from mailstack.deploy.configfile import ConfigFile
 from mailstack.deploy.deployment import APP_SOURCE, APP_VENV, code_version
 from mailstack.services import acme, certificates, postgresql, web, webmail
@@ -26,18 +24,9 @@ CHECK = (
 
 def job_config(deployment) -> dict:
     settings = deployment.settings
-    database = deployment.database_writer
     ordering = settings.tls.mode == "acme" and web.tls_at_nodes(settings)
     return {
-        "accounts_dsn": make_conninfo(
-            host=postgresql.libpq_hosts(database.hosts),
-            port=database.port,
-            dbname=database.name,
-            user=database.user,
-            password=database.password,
-            sslmode="require",
-            connect_timeout=10,
-        ),
+        "accounts_dsn": postgresql.client_dsn(deployment.database_writer, connect_timeout=10),
         "brands_file": webmail.BRANDS,
         "state_file": f"{STATE_DIR}/state.json",
         "sites_dir": web.RESELLER_SITES,

@@ -19,6 +19,7 @@ from mailstack.settings.policies import MailPolicySettings
 from mailstack.settings.services import MailstoreSettings, WebSettings
 from mailstack.settings.tls import TlsSettings
 from mailstack.settings.topology import TopologySettings
+from mailstack.settings.tracing import TracingSettings
 
 
 class Settings(Model):
@@ -53,6 +54,9 @@ class Settings(Model):
     web: WebSettings = Field(WebSettings(), description="The web nodes: control panel and webmail.")
     backups: BackupSettings = Field(
         BackupSettings(), description="Off-site backups: where they go and how often."
+    )
+    tracing: TracingSettings = Field(
+        TracingSettings(), description="Message tracing: what is kept, and for how long."
     )
 
     @model_validator(mode="after")

@@ -81,6 +81,8 @@ READ_BY: dict[str, str] = {
     "key), the lab's storage account (roles/internet.py)",
     "backups.mail": "roles/backup.py (timer, retention)",
     "backups.valkey": "roles/backup.py (the db nodes' timer, retention)",
+    "tracing": "roles/tracing.py (rsyslog's queue), roles/panel.py (the retention, "
+    "`mailstack-panel trace purge`)",
     "backups.database": "roles/pgbackrest.py (schedule, retention), roles/patroni.py "
     "(archive_mode, archive_command, archive_timeout)",
 }

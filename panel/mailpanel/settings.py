@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mailstack.settings import Settings
 from mailstack.settings.policies import MailPolicySettings
+from mailstack.settings.tracing import TracingSettings
 
 PANEL_DIR = Path(__file__).resolve().parents[1]
 
@@ -76,6 +77,7 @@ INSTALLED_APPS = [
     "tenancy",
     "web",
     "api",
+    "tracing",
 ]
 
 MIDDLEWARE = [
@@ -138,9 +140,15 @@ DATABASES = {
 # The PostgreSQL role Postfix, Dovecot and the policy service log in as; the migrations grant it
 # read access to the views in schema `mail` and nothing else.
 MAILPANEL_LOOKUP_ROLE = _env("LOOKUP_ROLE", "mail_lookup")
+# The role the mx and mailstore nodes store trace lines as: INSERT on tracing_event, nothing else.
+MAILPANEL_TRACE_ROLE = _env("TRACE_ROLE", "mail_trace")
 
 MAILPANEL_PLATFORM = _platform()
 MAILPANEL_MAIL_POLICY = _mail_policy(MAILPANEL_PLATFORM)
+# Days a trace line is kept (settings tracing.retention_days); `trace purge` deletes older ones.
+MAILPANEL_TRACE_RETENTION_DAYS = (
+    MAILPANEL_PLATFORM.tracing if MAILPANEL_PLATFORM else TracingSettings()
+).retention_days
 MAILPANEL_BRAND_NAME = _env("BRAND_NAME", "mailstack")
 """The name the platform's own host names show (resellers' host names show their brand)."""
 # Where the DKIM keys of customer domains go for rspamd (accounts.dkimstore); empty: nowhere.

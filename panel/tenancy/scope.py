@@ -12,7 +12,7 @@ actions a role has at all (403 otherwise).
 | mailbox user   | none      | none                     | its own mailbox, and the forwarding of its own address | none |
 
 Sending holds (held mailboxes) follow the mailboxes, for admins only: a mailbox user does not
-release their own.
+release their own. The message trace follows the domains, for admins only (tracing.search).
 """
 
 from dataclasses import dataclass, field
@@ -74,6 +74,14 @@ class Scope:
             mailbox__in=self.mailboxes()
         )
 
+    def trace_domains(self) -> list[str] | None:
+        """The domains whose messages this role may trace (IDNA names); None: every message."""
+        if self.role == Role.OPERATOR:
+            return None
+        if not self.is_admin:
+            return []
+        return list(self.domains().values_list("name", flat=True))
+
     def audit_entries(self) -> QuerySet[AuditEntry]:
         if self.role == Role.OPERATOR:
             return AuditEntry.objects.all()
@@ -117,6 +125,11 @@ class Scope:
     @property
     def may_manage_mail(self) -> bool:
         """Mailboxes, forwardings, catch-alls of the visible domains."""
+        return self.is_admin
+
+    @property
+    def may_trace(self) -> bool:
+        """Search the message trace of the visible domains."""
         return self.is_admin
 
     @property

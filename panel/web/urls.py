@@ -1,6 +1,6 @@
 from django.urls import path
 
-from web.views import admin, auth, holds, mail, mailuser, misc
+from web.views import admin, auth, holds, mail, mailuser, misc, traces
 
 app_name = "web"
 urlpatterns = [
@@ -37,6 +37,7 @@ urlpatterns = [
     path("forwardings/<int:pk>/delete/", mail.forwarding_delete, name="forwarding-delete"),
     path("holds/", holds.hold_list, name="hold-list"),
     path("holds/<int:pk>/release/", holds.hold_release, name="hold-release"),
+    path("trace/", traces.trace_search, name="trace"),
     path("me/", mailuser.settings_page, name="me"),
     path("me/password/", mailuser.password_page, name="me-password"),
     path("me/forwarding/", mailuser.forwarding_page, name="me-forwarding"),

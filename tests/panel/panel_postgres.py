@@ -4,7 +4,8 @@ The cluster is initdb'ed in a temporary directory as the `postgres` OS user (Pos
 to run as root), listens on a Unix socket in that directory and on a free loopback port (with
 passwords, as the mail services connect), and is stopped by its PID.
 The roles are those of a deployment: `mailpanel` owns the database and migrates it,
-`mail_lookup` is the read-only role Postfix and Dovecot log in as.
+`mail_lookup` is the read-only role Postfix and Dovecot log in as, `mail_trace` the role the
+tracing ingesters store lines as.
 """
 
 import glob
@@ -30,6 +31,8 @@ PANEL = REPO / "panel"
 PANEL_ROLE = "mailpanel"
 LOOKUP_ROLE = "mail_lookup"
 LOOKUP_PASSWORD = "lookup-secret"
+TRACE_ROLE = "mail_trace"
+TRACE_PASSWORD = "trace-secret"
 DATABASE = "mailstack"
 # The views the mail services read: a contract (docs/accounts.md).
 MAIL_VIEWS = [
@@ -96,6 +99,7 @@ class PostgresCluster:
             MAILPANEL_DB_NAME=dbname,
             MAILPANEL_DB_USER=PANEL_ROLE,
             MAILPANEL_LOOKUP_ROLE=LOOKUP_ROLE,
+            MAILPANEL_TRACE_ROLE=TRACE_ROLE,
             MAILPANEL_SECRET_KEY="test-only-secret-key-not-for-production-use",
             MAILPANEL_ALLOWED_HOSTS="localhost,127.0.0.1,testserver,panel.mailstack.test",
             MAILPANEL_HTTPS="false",
@@ -151,6 +155,7 @@ def postgres() -> Iterator[PostgresCluster]:
         with cluster.connect() as conn:
             conn.execute(f"CREATE ROLE {PANEL_ROLE} LOGIN")
             conn.execute(f"CREATE ROLE {LOOKUP_ROLE} LOGIN PASSWORD '{LOOKUP_PASSWORD}'")
+            conn.execute(f"CREATE ROLE {TRACE_ROLE} LOGIN PASSWORD '{TRACE_PASSWORD}'")
             conn.execute(f"CREATE DATABASE {DATABASE} OWNER {PANEL_ROLE}")
         yield cluster
     finally:

@@ -32,9 +32,20 @@ from mailstack.lab.state import LabState
 from mailstack.lab.volumes import inventory_volumes, lab_volumes
 from mailstack.policyd.config import PolicydConfig
 from mailstack.secrets import SecretStore
-from mailstack.services import corosync, dovecot, etcd, exporters, postfix, postgresql, valkey
+from mailstack.services import (
+    corosync,
+    dovecot,
+    etcd,
+    exporters,
+    panel,
+    postfix,
+    postgresql,
+    tracing,
+    valkey,
+)
 from mailstack.settings import load_stack_file
 from mailstack.testing import trixie
+from mailstack.tracing.__main__ import TracingConfig
 
 STACKS = sorted(p.name.split(".")[1] for p in (REPOSITORY / "stacks").glob("Pulumi.*.yaml"))
 # The clusters' agents get an API endpoint and token; which does not matter for rendering.
@@ -97,6 +108,12 @@ def role_files(stack: str, role: str, host) -> list[ConfigFile]:
     if role == "pacemaker" and files:
         files += corosync.config_files(deployment(stack), host)
         files += corosync.qdevice_files(deployment(stack), host)
+    if role == "panel":
+        files += [
+            f
+            for unit in (panel.NOTICES_UNIT, panel.TRACE_PURGE_UNIT)
+            for f in panel.job_files(unit)
+        ]
     if role == "postfix" and postfix.takeover_hosts(deployment(stack), host):
         files += [*postfix.takeover_files(deployment(stack), host), *postfix.unit_files()]
     return files
@@ -224,6 +241,9 @@ def parser_check(stack: str, role: str) -> str | None:
             return None
         return f"{module.CHECK} && {corosync.CHECK} && {corosync.QDEVICE_CHECK}"
 
+    if role == "tracing":
+        # The ingester's own check needs the hosts' venv; its file is read below.
+        return tracing.RSYSLOG_CHECK
     if role == "postgresql":
         # pg_hba.conf is read through the running server, which the tree does not run.
         return postgresql.CONFIG_CHECK
@@ -252,6 +272,8 @@ def test_the_services_parsers_accept_the_files(stack, role):
             json.loads(content)
         if config.path == "/etc/mailstack/policyd.json":
             PolicydConfig.model_validate_json(content)
+        if config.path == tracing.CONFIG:
+            TracingConfig.model_validate_json(content)
         if content.startswith("#!/bin/sh"):
             syntax = subprocess.run(["sh", "-n"], input=content, capture_output=True, text=True)
             assert syntax.returncode == 0, f"{config.path}: {syntax.stderr}"
@@ -275,6 +297,8 @@ def test_the_services_parsers_accept_the_files(stack, role):
         ("haproxy", "listen broken\n    bnd 127.0.0.1:1\n", "bnd"),
         ("firewall", "table inet mailstack {\n chain input {\n tcp dport 22 acept\n }\n}\n",
          "acept"),
+        ("tracing", 'action(type="omprog" binary="/bin/cat" confirmMesages="on")\n',
+         "confirmMesages"),
     ],
 )  # fmt: skip
 def test_a_broken_file_fails_its_check_naming_the_line(role, breakage, message):
@@ -284,6 +308,8 @@ def test_a_broken_file_fails_its_check_naming_the_line(role, breakage, message):
     main = files[-1] if role == "postfix" else files[0]
     if role == "postfix":
         main = next(f for f in files if f.path == "/etc/postfix/main.cf")
+    if role == "tracing":
+        main = next(f for f in files if f.path == tracing.RSYSLOG_CONFIG)
     broken = ConfigFile.literal(main.path, main.render() + breakage)
     with trixie.overlay(f"mailstack-broken-{role}-") as root:
         prepare(root, role)
