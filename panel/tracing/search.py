@@ -12,6 +12,7 @@ whose sender or recipient is in their domains, and their traces show the lines o
 domains' recipients only as far as they name no address of those domains.
 """
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,6 +26,7 @@ TRACE_LIMIT = 50
 """Traces a search shows (the newest)."""
 EXPANSION_ROUNDS = 4
 """Rounds of following queue ids and Message-IDs (a relay, a bounce, a forward)."""
+_CLIENT_PORT = re.compile(r"\[[0-9A-Fa-f:.]+\]:\d+")
 CONNECTION_WINDOW = timedelta(minutes=5)
 """How long before a message was queued its connection's lines are looked for."""
 
@@ -201,20 +203,36 @@ def _add_connections(traces: list[Trace]) -> None:
         connects = [e for e in around if e.status == "connect" and e.pid == entry.pid]
         connected_at = max((e.logged_at for e in connects), default=entry.logged_at)
         senders, recipients = set(trace.senders), set(trace.recipients)
-        joined = [e for e in connects if e.logged_at == connected_at] + [
+        joined = [e for e in connects if e.logged_at == connected_at]
+        joined += _postscreen_session(around, connected_at)
+        joined += [
             e
             for e in around
-            if (e.program == "postfix/postscreen" and e.logged_at <= connected_at)
-            or (
-                e.program == "mailstack-policyd"
-                and (e.sender in senders or e.recipient in recipients)
-            )
+            if e.program == "mailstack-policyd"
+            and (e.sender in senders or e.recipient in recipients)
         ]
         known = {e.pk for e in trace.events}
         trace.events = sorted(
             trace.events + [e for e in joined if e.pk not in known],
             key=lambda e: (e.logged_at, e.pk),
         )
+
+
+def _postscreen_session(around: list[TraceEvent], connected_at: datetime) -> list[TraceEvent]:
+    """postscreen's lines of the connection smtpd took over at `connected_at`: from the last
+    CONNECT before it, those naming the same client port."""
+    screened = [
+        e for e in around if e.program == "postfix/postscreen" and e.logged_at <= connected_at
+    ]
+    connect = max(
+        (e for e in screened if e.status == "CONNECT"), key=lambda e: e.logged_at, default=None
+    )
+    if connect is None:
+        return []
+    port = _CLIENT_PORT.search(connect.text)
+    return [
+        e for e in screened if e.logged_at >= connect.logged_at and port and port.group(0) in e.text
+    ]
 
 
 def _redact(trace: Trace, domains: list[str]) -> Trace:

@@ -23,12 +23,18 @@ def record(at: datetime, host: str, tag: str, message: str) -> str:
 
 
 def inbound_chain(
-    start: datetime, sender: str, recipient: str, qid: str, msgid: str, client: str = "192.0.2.7"
+    start: datetime,
+    sender: str,
+    recipient: str,
+    qid: str,
+    msgid: str,
+    client: str = "192.0.2.7",
+    port: int = 40112,
 ):
     """The hops of one message from the internet to a mailbox: mx and mailstore lines."""
     steps = [
-        ("lab-mx1", "postfix/postscreen[11]:", f"CONNECT from [{client}]:40112 to [10.0.0.11]:25"),
-        ("lab-mx1", "postfix/postscreen[11]:", f"PASS NEW [{client}]:40112"),
+        ("lab-mx1", "postfix/postscreen[11]:", f"CONNECT from [{client}]:{port} to [10.0.0.11]:25"),
+        ("lab-mx1", "postfix/postscreen[11]:", f"PASS NEW [{client}]:{port}"),
         ("lab-mx1", "postfix/smtpd[12]:", f"connect from mail.example.net[{client}]"),
         ("lab-mx1", "mailstack-policyd[13]:",
          f"INFO greylist: passed client={client} network=192.0.2.0/24 sender={sender} "
@@ -155,12 +161,12 @@ def test_a_search_finds_every_hop_of_the_message_in_order(postgres, trace):
         postgres,
         inbound_chain(now, "eve@example.net", "user@other.example", OUT_QID, "m2@x", "192.0.2.8"),
     )
-    # A third message from the same client, to another recipient, just before: its
-    # greylisting verdict is not this message's.
+    # A third connection from the same client, to another recipient, just before: its
+    # postscreen verdicts (another client port) and greylisting verdict are not this message's.
     ingest_lines(
         postgres,
         inbound_chain(now - timedelta(seconds=1), "eve@example.net", "user@other.example",
-                      "4fM2Qw0Bbbz1bBb", "m3@x")[3:4],
+                      "4fM2Qw0Bbbz1bBb", "m3@x", port=40999)[:4],
     )  # fmt: skip
     for criteria in (
         Criteria(recipient="USER@example.org"),

@@ -83,7 +83,5 @@ def test_the_notice_job_waiting_for_the_database_is_no_failed_unit():
     """The account commands exit EX_TEMPFAIL when no database node takes writes (a failover;
     tests/panel/test_sending_holds.py): the timer's job counts that as a success, its next run
     sends the notices, and no failed unit is left behind each failover."""
-    deployment = production()
-    web = deployment.hosts("web")[0]
     (job,) = [f for f in panel.job_files(panel.NOTICES_UNIT) if f.path.endswith(".service")]
     assert f"SuccessExitStatus={os.EX_TEMPFAIL}" in job.render().splitlines()
