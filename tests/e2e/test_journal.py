@@ -14,8 +14,8 @@ import pytest
 pytestmark = [pytest.mark.lab, pytest.mark.journal]
 
 UNITS = {
-    "mx": ("postfix", "rspamd", "clamav-daemon", "mailstack-policyd"),
-    "mailstore": ("dovecot", "mailstack-backup-mail"),
+    "mx": ("postfix", "rspamd", "clamav-daemon", "mailstack-policyd", "rsyslog"),
+    "mailstore": ("dovecot", "mailstack-backup-mail", "rsyslog"),
     "db": (
         "patroni",
         "etcd",
@@ -229,6 +229,18 @@ ALLOWED = [
         r".*(timeout|No route to host|Connection timed out|READONLY|refused|error|"
         r"Server closed the connection|cannot make request).*",
         FAILOVER + "; the mx hosts' Valkey proxy closes rspamd's sessions to a demoted primary",
+    ),
+    Expected(
+        "rsyslog",
+        r"tracing: (the line waits: the account database took no write|the account database "
+        r"takes no writes yet) \(.*",
+        FAILOVER + ", and the database drill of test_database_backup.py stops every db node: "
+        "the trace lines wait in rsyslog's queue and are handed over again (docs/tracing.md)",
+    ),
+    Expected(
+        "rsyslog",
+        r"action 'mailstack-trace' (suspended|resumed) \(module 'omprog'\).*",
+        "rsyslog's own words for the trace lines waiting and going on (as above)",
     ),
     Expected(
         "rspamd",
