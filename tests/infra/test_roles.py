@@ -15,6 +15,7 @@ from mailstack.services import (
     postgresql,
     resellerhosts,
     rspamd,
+    tracing,
     valkey,
     valkeybackup,
     valkeyproxy,
@@ -100,10 +101,26 @@ def test_mailstore_hosts(hosts, inventory):
     assert len(running) == 1, f"Dovecot runs on {running}, not on exactly one node"
 
 
+def test_the_trace_ingester_runs_where_mail_services_log(hosts):
+    """rsyslog runs its rule, which runs the ingester as nobody; the configuration (a database
+    password) is root's alone (docs/tracing.md)."""
+    for member, host in [*hosts["mx"], *hosts["mailstore"]]:
+        rsyslog = host.service(tracing.UNIT)
+        assert rsyslog.is_running and rsyslog.is_enabled, member.name
+        assert host.run(tracing.RSYSLOG_CHECK).rc == 0, member.name
+        config = host.file(tracing.CONFIG)
+        assert (config.user, config.mode) == ("root", 0o600), member.name
+        # The bracket keeps the pattern from matching the shell that runs pgrep.
+        ingester = "[m]ailstack.tracing --config"
+        assert host.run(f"pgrep -u nobody -f '{ingester}'").rc == 0, member.name
+        assert host.run(f"pgrep -u root -f '{ingester}'").rc == 1, member.name
+
+
 def test_web_hosts(hosts):
     panel_address, _, panel_port = panel.LISTEN.rpartition(":")
     for member, host in hosts["web"]:
-        for unit in ("nginx", webmail.FPM_UNIT, panel.UNIT, f"{resellerhosts.UNIT}.timer"):
+        timers = (resellerhosts.UNIT, panel.NOTICES_UNIT, panel.TRACE_PURGE_UNIT)
+        for unit in ("nginx", webmail.FPM_UNIT, panel.UNIT, *(f"{t}.timer" for t in timers)):
             service = host.service(unit)
             assert service.is_running and service.is_enabled, (member.name, unit)
         # Debian's Apache never comes with Roundcube: nginx is the one web server.
