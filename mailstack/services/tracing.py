@@ -13,6 +13,7 @@ UNIT = "rsyslog.service"
 PACKAGES = ["rsyslog"]
 CONFIG = "/etc/mailstack/tracing.json"
 RSYSLOG_CONFIG = "/etc/rsyslog.d/60-mailstack-tracing.conf"
+RSYSLOG_DROP_IN = "/etc/systemd/system/rsyslog.service.d/mailstack-tracing.conf"
 QUEUE_DIR = "/var/spool/rsyslog"
 """rsyslog's work directory: the queue's files while the database takes no writes."""
 PROGRAMS = ("postfix", "dovecot", "rspamd", "mailstack-policyd")
@@ -28,6 +29,7 @@ def config_files(deployment, host) -> list[ConfigFile]:
     config = {"dsn": postgresql.client_dsn(deployment.database_tracer)}
     return [
         ConfigFile.literal(CONFIG, json.dumps(config, indent=2) + "\n", mode="600"),
+        ConfigFile.template("tracing", RSYSLOG_DROP_IN),
         ConfigFile.template(
             "tracing",
             RSYSLOG_CONFIG,

@@ -37,9 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.check_config:
         return 0
-    ingest.drop_privileges()
+    # omprog discards the program's stderr: what stops it is said in the journal.
     ingest.log_to_syslog()
-    return ingest.main_loop(config.dsn)
+    try:
+        ingest.drop_privileges()
+        return ingest.main_loop(config.dsn)
+    except Exception:
+        ingest.log.exception("tracing: the ingester stopped")
+        return 1
 
 
 if __name__ == "__main__":

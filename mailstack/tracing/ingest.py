@@ -136,13 +136,17 @@ def answer(store: Store, text: str) -> str:
 
 def drop_privileges(user: str = "nobody") -> None:
     """Go on as `user` once the configuration (root's) is read: rsyslog starts the program as
-    root, and the program needs no more than its network connection."""
+    root (templates/tracing/ lets its unit change users), and the program needs no more than its
+    network connection. Raises PermissionError where the process may not change users."""
     if os.geteuid() != 0:
         return
     entry = pwd.getpwnam(user)
     os.setgroups([])
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
+    # libpq looks for a client certificate below the home directory: root's is closed to
+    # nobody (an error, where a missing one is not).
+    os.environ["HOME"] = entry.pw_dir
 
 
 def log_to_syslog() -> None:
@@ -150,6 +154,7 @@ def log_to_syslog() -> None:
     to it)."""
     handler = logging.handlers.SysLogHandler(address="/dev/log")
     handler.ident = "mailstack-tracing: "
+    handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
