@@ -64,7 +64,9 @@ class Trace:
 
     @property
     def senders(self) -> list[str]:
-        return sorted({e.sender for e in self.events if e.sender and e.program != "rspamd"})
+        """Every envelope sender the lines name: the client's, and where Postfix rewrote it
+        (SRS), the rewritten one."""
+        return self._values("sender")
 
     @property
     def recipients(self) -> list[str]:

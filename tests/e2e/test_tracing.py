@@ -45,13 +45,16 @@ def test_an_inbound_message_is_traced_from_connection_to_mailbox(platform):
     found = wait_for_trace(
         platform,
         ["postfix/smtpd", ": client=", f"message-id=<{message_id}>", "rspamd",
-         "rspamd_task_write_log", "postfix/qmgr", f"from=<{sender}>", "postfix/lmtp",
+         "rspamd_task_write_log", f"from: <{sender}>", "postfix/qmgr", "postfix/lmtp",
          "status=sent (250 2.0.0", "dovecot", "stored mail into mailbox 'INBOX'",
          "postfix/postscreen", "PASS"],
         "--message-id", message_id,
     )  # fmt: skip
     (summary,) = [line for line in found.splitlines() if line.startswith("# ")]
-    assert f"from {sender} to {mailbox.address}: sent 2.0.0" in summary
+    # Postfix's own from= is the SRS form of the sender (postsrsd); rspamd names the original.
+    assert sender in summary and f"to {mailbox.address}: " in summary, summary
+    # The last verdict: LMTP's 250 or Dovecot's delivery, whichever was logged last.
+    assert summary.endswith((": sent 2.0.0", ": delivered")), summary
     hosts = {line.split("\t")[1] for line in found.splitlines()[2:] if "\t" in line}
     assert set(platform.hosts("mailstore")) & hosts and set(platform.hosts("mx")) & hosts
     # The greylisted attempt before it: refused before the 250 with 4.7.1.
@@ -92,7 +95,8 @@ def test_the_panel_shows_a_domain_admin_their_messages_and_others_nothing(platfo
     panel_login(chromium, panel_host(platform), admin, password)
     chromium.get(f"https://{panel_host(platform)}/trace/?recipient={mailbox.address}")
     text = body_text(chromium)
-    assert f"{mailbox.address}: sent 2.0.0" in text and "stored mail into mailbox" in text, text
+    assert mailbox.address in text and "status=sent (250 2.0.0" in text, text
+    assert "stored mail into mailbox" in text, text
 
     other = f"r{uuid.uuid4().hex[:8]}"
     platform.panel("reseller", "add", other, "--brand-name", "Other Mail")
