@@ -1,8 +1,8 @@
-"""Message tracing on the deployed lab (docs/tracing.md): a message from the internet, greylisted
-once, then accepted and delivered, is traced hop by hop across the mx and mailstore nodes
-(postscreen, the policy service, smtpd, cleanup, rspamd's score, qmgr, LMTP's 250, Dovecot's
-delivery); a user's outbound message shows the remote server's answer; the panel shows a domain
-admin their domain's messages and another reseller's admin nothing of them."""
+"""Message tracing on the deployed lab (docs/tracing.md): a message from the internet is traced
+hop by hop across the mx and mailstore nodes (postscreen, smtpd, cleanup, rspamd's score, qmgr,
+LMTP's 250, Dovecot's delivery), a recipient refused before the 250 shows the refusal; a user's
+outbound message shows the remote server's answer; the panel shows a domain admin their
+domain's messages and another reseller's admin nothing of them."""
 
 import time
 import uuid
@@ -34,7 +34,6 @@ def wait_for_trace(platform, wanted: list[str], *search: str) -> str:
 def test_an_inbound_message_is_traced_from_connection_to_mailbox(platform):
     mailbox = platform.new_mailbox()
     marker = f"trace-{uuid.uuid4().hex}"
-    # A sender no test used: greylisted first (a trace of its own), then accepted.
     sender = f"t{uuid.uuid4().hex[:8]}@{platform.peer_domain}"
     mail = message("traced", marker, sender, mailbox.address)
     message_id = mail["Message-ID"].strip("<>")
@@ -57,11 +56,15 @@ def test_an_inbound_message_is_traced_from_connection_to_mailbox(platform):
     assert summary.endswith((": sent 2.0.0", ": delivered")), summary
     hosts = {line.split("\t")[1] for line in found.splitlines()[2:] if "\t" in line}
     assert set(platform.hosts("mailstore")) & hosts and set(platform.hosts("mx")) & hosts
-    # The greylisted attempt before it: refused before the 250 with 4.7.1.
+    # A recipient refused before any queue id is a trace of its own, with the reply's code.
+    unknown = f"nobody-{uuid.uuid4().hex[:8]}@{platform.domain}"
+    with platform.smtp_inbound() as session:
+        assert session.mail(sender)[0] == 250
+        assert session.rcpt(unknown)[0] == 550
     refused = wait_for_trace(
-        platform, ["NOQUEUE: reject", "4.7.1", "Greylisted"], "--sender", sender
+        platform, ["NOQUEUE: reject: RCPT", "User unknown"], "--recipient", unknown
     )
-    assert "reject 4.7.1" in refused
+    assert f"from {sender} to {unknown}: reject 5.1.1" in refused
 
 
 def test_an_outbound_message_shows_the_remote_servers_answer(platform):
