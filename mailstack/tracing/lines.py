@@ -12,6 +12,7 @@ prefix (Dovecot 2.4's mail_log plugin and lmtp), the policy service's `key=value
 
 import hashlib
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -99,10 +100,11 @@ class TraceLine:
         return domain_of(self.recipient)
 
     @property
-    def fingerprint(self) -> str:
-        """Identifies the line, so a line handed over twice (a retry) is kept once."""
+    def fingerprint(self) -> uuid.UUID:
+        """Identifies the line, so a line handed over twice (a retry) is kept once: the first
+        128 bits of SHA-256 over time, host, program, pid and text (a UUID: 16 bytes stored)."""
         key = f"{self.logged_at.isoformat()}\0{self.host}\0{self.program}\0{self.pid}\0{self.text}"
-        return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+        return uuid.UUID(bytes=hashlib.sha256(key.encode("utf-8", "replace")).digest()[:16])
 
 
 def domain_of(address: str) -> str:

@@ -105,18 +105,24 @@ def _matching(criteria: Criteria):
         query = query.filter(logged_at__gte=criteria.since)
     if criteria.until:
         query = query.filter(logged_at__lte=criteria.until)
+    # Each field's index holds only the lines that have the field (TraceEvent.Meta): the
+    # queries say `<> ''` too, so the planner sees it may use it.
     if criteria.sender:
-        query = query.filter(sender__iexact=criteria.sender.strip())
+        query = query.filter(sender__iexact=criteria.sender.strip()).exclude(sender="")
     if criteria.recipient:
-        query = query.filter(recipient__iexact=criteria.recipient.strip())
+        query = query.filter(recipient__iexact=criteria.recipient.strip()).exclude(recipient="")
     if criteria.message_id:
-        query = query.filter(
-            message_id=criteria.message_id.strip().removeprefix("<").removesuffix(">")
-        )
+        wanted = criteria.message_id.strip().removeprefix("<").removesuffix(">")
+        query = query.filter(message_id=wanted).exclude(message_id="")
     if criteria.queue_id:
         wanted = criteria.queue_id.strip()
-        query = query.filter(Q(queue_id=wanted) | Q(next_queue_id=wanted))
+        query = query.filter(_having("queue_id", [wanted]) | _having("next_queue_id", [wanted]))
     return query
+
+
+def _having(field: str, values) -> Q:
+    """`field` is one of `values`, none of them empty (a partial index's condition)."""
+    return Q(**{f"{field}__in": values}) & ~Q(**{field: ""})
 
 
 def _expand(events: dict[int, TraceEvent]) -> None:
@@ -132,13 +138,14 @@ def _expand(events: dict[int, TraceEvent]) -> None:
             return
         queue_ids |= new_queue_ids
         message_ids |= new_message_ids
-        found = TraceEvent.objects.filter(
-            Q(queue_id__in=new_queue_ids)
-            | Q(next_queue_id__in=new_queue_ids)
-            | Q(message_id__in=new_message_ids)
-        )
-        for event in found:
-            events.setdefault(event.pk, event)
+        for name, values in (
+            ("queue_id", new_queue_ids),
+            ("next_queue_id", new_queue_ids),
+            ("message_id", new_message_ids),
+        ):
+            if values:
+                for event in TraceEvent.objects.filter(_having(name, sorted(values))):
+                    events.setdefault(event.pk, event)
 
 
 class _Groups:
@@ -200,7 +207,9 @@ def _add_connections(traces: list[Trace]) -> None:
                 message_id="",
                 logged_at__gte=entry.logged_at - CONNECTION_WINDOW,
                 logged_at__lte=entry.logged_at,
-            ).exclude(text__startswith="NOQUEUE:")
+            )
+            .exclude(client_address="")
+            .exclude(text__startswith="NOQUEUE:")
         )
         connects = [e for e in around if e.status == "connect" and e.pid == entry.pid]
         connected_at = max((e.logged_at for e in connects), default=entry.logged_at)

@@ -70,24 +70,48 @@ class Migration(migrations.Migration):
                 ("dsn", models.CharField(blank=True, max_length=320)),
                 ("score", models.FloatField(help_text="rspamd's score.", null=True)),
                 ("text", models.TextField()),
-                ("fingerprint", models.CharField(max_length=64, unique=True)),
+                (
+                    "fingerprint",
+                    models.UUIDField(
+                        help_text="Of the line: kept once if sent twice.", unique=True
+                    ),
+                ),
             ],
             options={
                 "db_table": "tracing_event",
                 "ordering": ["logged_at", "id"],
                 "indexes": [
                     models.Index(fields=["logged_at"], name="tracing_event_at"),
-                    models.Index(fields=["queue_id"], name="tracing_event_queue_id"),
-                    models.Index(fields=["next_queue_id"], name="tracing_event_next_queue_id"),
-                    models.Index(fields=["message_id"], name="tracing_event_message_id"),
                     models.Index(
-                        fields=["client_address", "logged_at"], name="tracing_event_client"
+                        condition=models.Q(("queue_id", ""), _negated=True),
+                        fields=["queue_id"],
+                        name="tracing_event_queue_id",
                     ),
                     models.Index(
-                        django.db.models.functions.text.Upper("sender"), name="tracing_event_sender"
+                        condition=models.Q(("next_queue_id", ""), _negated=True),
+                        fields=["next_queue_id"],
+                        name="tracing_event_next_queue_id",
+                    ),
+                    models.Index(
+                        condition=models.Q(("message_id", ""), _negated=True),
+                        fields=["message_id"],
+                        name="tracing_event_message_id",
+                    ),
+                    models.Index(
+                        condition=models.Q(
+                            ("queue_id", ""), models.Q(("client_address", ""), _negated=True)
+                        ),
+                        fields=["client_address", "logged_at"],
+                        name="tracing_event_connection",
+                    ),
+                    models.Index(
+                        django.db.models.functions.text.Upper("sender"),
+                        condition=models.Q(("sender", ""), _negated=True),
+                        name="tracing_event_sender",
                     ),
                     models.Index(
                         django.db.models.functions.text.Upper("recipient"),
+                        condition=models.Q(("recipient", ""), _negated=True),
                         name="tracing_event_recipient",
                     ),
                 ],
