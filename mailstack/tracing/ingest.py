@@ -104,7 +104,9 @@ def serve(store: Store, stdin: TextIO, stdout: TextIO) -> int:
             store.open()
             break
         except psycopg.Error as error:
-            log.warning("tracing: the account database takes no writes yet (%s); waiting", error)
+            log.warning(
+                "tracing: the account database takes no writes yet (%s); waiting", first_line(error)
+            )
             time.sleep(RECONNECT_WAIT_SECONDS)
     stdout.write("OK\n")
     stdout.flush()
@@ -129,9 +131,16 @@ def answer(store: Store, text: str) -> str:
         store.insert(line)
     except psycopg.Error as error:
         # rsyslog keeps the line and hands it over again (action.resumeInterval).
-        log.warning("tracing: the line waits: the account database took no write (%s)", error)
+        log.warning(
+            "tracing: the line waits: the account database took no write (%s)", first_line(error)
+        )
         return f"ERROR {type(error).__name__}"
     return "OK"
+
+
+def first_line(error: Exception) -> str:
+    """An error's first line (libpq's lists every host it tried on lines of their own)."""
+    return next(iter(str(error).strip().splitlines()), type(error).__name__)
 
 
 def drop_privileges(user: str = "nobody") -> None:

@@ -108,3 +108,32 @@ def test_the_panel_shows_a_domain_admin_their_messages_and_others_nothing(platfo
     chromium.get(f"https://{panel_host(platform)}/trace/?recipient={mailbox.address}")
     text = body_text(chromium)
     assert "No message matches" in text and "stored mail" not in text, text
+
+
+def test_lines_wait_while_the_database_takes_none_and_arrive_after(platform):
+    """The trace role may not log in (as while no primary takes writes): mail flows on, the
+    lines wait in rsyslog's queue on each node, and once the role may log in again they are
+    stored, every hop."""
+    from mailstack.services import postgresql
+
+    role = postgresql.TRACE_USER
+    mailbox = platform.new_mailbox()
+    marker = f"trace-wait-{uuid.uuid4().hex}"
+    mail = message("traced later", marker, "carol@peer.test", mailbox.address)
+    message_id = mail["Message-ID"].strip("<>")
+    platform.account_sql(
+        f"ALTER ROLE {role} NOLOGIN; SELECT count(pg_terminate_backend(pid)) FROM "
+        f"pg_stat_activity WHERE usename = '{role}';"
+    )
+    try:
+        assert platform.send_inbound(mail, mailbox.address)[0] == 250
+        platform.wait_for_imap(mailbox, marker)
+        time.sleep(5)
+        assert message_id not in platform.panel("trace", "search", "--message-id", message_id)
+    finally:
+        platform.account_sql(f"ALTER ROLE {role} LOGIN;")
+    wait_for_trace(
+        platform,
+        [f"message-id=<{message_id}>", "status=sent (250 2.0.0", "stored mail into mailbox"],
+        "--message-id", message_id,
+    )  # fmt: skip
