@@ -56,10 +56,10 @@ def test_a_domain_admin_never_sees_a_domain_of_another_reseller_even_if_assigned
     [
         ("operator", {"may_manage_resellers", "may_edit_brand", "may_add_domains",
                       "may_manage_admins", "may_manage_mail", "may_see_audit",
-                      "may_see_status", "may_vouch"}),
+                      "may_see_status", "may_vouch", "may_trace"}),
         ("reseller", {"may_edit_brand", "may_add_domains", "may_manage_admins",
-                      "may_manage_mail", "may_see_audit"}),
-        ("domain", {"may_manage_mail"}),
+                      "may_manage_mail", "may_see_audit", "may_trace"}),
+        ("domain", {"may_manage_mail", "may_trace"}),
     ],
 )  # fmt: skip
 def test_capabilities(tenants, role, capabilities):
