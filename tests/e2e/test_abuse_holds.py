@@ -1,7 +1,8 @@
 """Sending holds on the deployed lab (docs/policyd.md, "Sending holds"): a logged-in user whose
 mail the outbound scan keeps refusing (a virus) is put on hold by the policy service from rspamd's
-reports; submission is refused before DATA while the mailbox still receives; the domain's admin
-is told by mail; releasing the hold in the panel lets the user send again."""
+reports, and so is one whose burst keeps hitting the recipient limit; submission is refused
+before DATA while the mailbox still receives and other users send on; the domain's admin is told
+by mail; releasing the hold lets the user send again."""
 
 import smtplib
 import time
@@ -97,3 +98,52 @@ def test_a_user_whose_mail_the_scan_keeps_refusing_is_held_told_and_released(pla
     )
     assert code == 250, (code, reply)
     assert hijacked.address not in platform.panel("hold", "list")
+
+
+def test_a_users_burst_past_the_recipient_limit_ends_on_hold_told_and_released(platform):
+    """A hijacked account's burst: its recipients fill the limit, then each new transaction is
+    refused (a hit); at `sending_hold.after_limit_hits` hits it is held, its admin told, others
+    send on; released, the hold no longer refuses it (the limit alone does, until its window
+    passes). The first transaction never ends, so nothing of it is delivered: its recipients are
+    reserved for `outbound_limit.hold_seconds`, which is what fills the limit."""
+    settings = platform.settings.mail
+    limit = settings.outbound_limit.default
+    hits = settings.outbound_limit.sending_hold.after_limit_hits
+    cache_seconds = settings.policy_service.account_cache_seconds
+    admin_box = platform.new_mailbox()
+    platform.panel(
+        "admin", "add", f"domain-{uuid.uuid4().hex[:8]}", "--role", "domain",
+        "--reseller", domain_reseller(platform), "--domain", platform.domain,
+        "--email", admin_box.address, stdin=f"{uuid.uuid4().hex}-Aa1\n",
+    )  # fmt: skip
+    burst, bystander = platform.new_mailbox(), platform.new_mailbox()
+    tag = uuid.uuid4().hex[:8]
+
+    with platform.submission(burst) as session:
+        assert session.mail(burst.address)[0] == 250
+        for n in range(limit.recipients):
+            code, reply = session.rcpt(f"r{n}-{tag}@{platform.peer_domain}")
+            assert code == 250, (n, code, reply)
+        session.rset()
+    for n in range(hits):
+        code, reply = rcpt_reply(platform, burst, f"more{n}-{tag}@{platform.peer_domain}")
+        assert code in (451, 550), (n, code, reply)
+
+    code, reply = wait_for_rcpt(
+        platform, burst, f"after-{tag}@{platform.peer_domain}", lambda c, _: c == 550,
+        timeout=cache_seconds + 30,
+    )  # fmt: skip
+    assert b"is on hold" in reply, (code, reply)
+    held = [row.split("\t") for row in platform.panel("hold", "list").splitlines()[1:]]
+    assert [burst.address, "limit", str(hits)] in [row[:2] + row[3:4] for row in held]
+    assert rcpt_reply(platform, bystander, f"dave@{platform.peer_domain}")[0] == 250
+
+    notice = platform.wait_for_imap(admin_box, burst.address, timeout=120)
+    assert f"Sending from {burst.address} is on hold".encode() in notice
+
+    assert f"released {burst.address}" in platform.panel("hold", "release", burst.address)
+    code, reply = wait_for_rcpt(
+        platform, burst, f"released-{tag}@{platform.peer_domain}",
+        lambda c, r: b"is on hold" not in r, timeout=cache_seconds + 30,
+    )  # fmt: skip
+    assert code in (250, 451) and b"is on hold" not in reply, (code, reply)

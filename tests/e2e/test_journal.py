@@ -210,9 +210,17 @@ ALLOWED = [
     ),
     Expected(
         "mailstack-policyd",
-        r"WARNING sending hold: HOLD user=u[0-9a-f]{10}@\S+ reason=scan count=\d+ threshold=\d+; .*",
-        "test_abuse_holds.py makes the outbound scan refuse a test mailbox's mail until the "
-        "service holds it",
+        r"WARNING sending hold: HOLD user=u[0-9a-f]{10}@\S+ reason=(scan|limit) count=\d+ "
+        r"threshold=\d+; .*",
+        "test_abuse_holds.py makes the outbound scan refuse a test mailbox's mail, and another "
+        "one's burst hit the recipient limit, until the service holds them",
+    ),
+    Expected(
+        "mailstack-policyd",
+        r"WARNING outbound limit: REPORT user=u[0-9a-f]{10}@\S+ hit the limit in \d+ "
+        r"transactions within \d+ s; the account may be compromised",
+        "test_abuse_holds.py's burst hits the recipient limit again and again, as a hijacked "
+        "account does",
     ),
     Expected(
         "rspamd",
