@@ -221,6 +221,8 @@ def _patch(current: str, new: ET.Element) -> str | None:
         new_file.write_bytes(ET.tostring(new))
         check = _run("crm_verify", "--xml-file", str(new_file))
         if check.returncode != 0:
+            # Without -V, crm_verify only says that something is wrong, not what.
+            check = _run("crm_verify", "-V", "--xml-file", str(new_file))
             raise CibError(f"the new configuration fails crm_verify:\n{check.stdout}{check.stderr}")
         diff = _run("crm_diff", "--original", str(old_file), "--new", str(new_file))
         # crm_diff exits 1 when it found differences.
