@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 # The account tests' cluster fixture, imported to be used here.
-from panel_postgres import postgres  # noqa: F401
+from panel_postgres import migrated_database, postgres  # noqa: F401
 
 pytestmark = pytest.mark.benchmark
 
@@ -68,15 +68,7 @@ def fill(conn) -> None:
 
 @pytest.fixture(scope="module")
 def panel(postgres):  # noqa: F811
-    with postgres.connect() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE} OWNER mailpanel")
-    os.environ.update(postgres.panel_env(DATABASE))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+    migrated_database(postgres, DATABASE)
     with postgres.connect(user="mailpanel", dbname=DATABASE) as conn:
         fill(conn)
     from django.contrib.auth import get_user_model

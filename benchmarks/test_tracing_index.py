@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 # The account tests' cluster fixture (postgres), imported to be used here.
-from panel_postgres import TRACE_PASSWORD, TRACE_ROLE, postgres  # noqa: F401
+from panel_postgres import TRACE_PASSWORD, TRACE_ROLE, migrated_database, postgres  # noqa: F401
 
 from mailstack.tracing import ingest
 from mailstack.tracing.lines import parse
@@ -93,15 +93,7 @@ def day_of_lines(count: int, start: datetime) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tracing_db(postgres):  # noqa: F811
-    with postgres.connect() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE} OWNER mailpanel")
-    os.environ.update(postgres.panel_env(DATABASE))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+    migrated_database(postgres, DATABASE)
     return postgres
 
 

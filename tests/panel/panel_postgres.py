@@ -168,6 +168,20 @@ def postgres() -> Iterator[PostgresCluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def migrated_database(postgres: PostgresCluster, dbname: str) -> None:
+    """A database `dbname` of its own (made anew) in the test cluster, Django configured for it
+    and migrated: for a benchmark's data, apart from the tests'."""
+    with postgres.connect() as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {dbname} OWNER {PANEL_ROLE}")
+    os.environ.update(postgres.panel_env(dbname))
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
 @pytest.fixture(scope="session")
 def panel_django(postgres: PostgresCluster) -> None:
     """Django configured for the test cluster, the database migrated."""
