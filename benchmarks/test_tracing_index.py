@@ -1,9 +1,9 @@
 """Benchmark (not a test): the message trace's cost (docs/tracing.md).
 
 A database of its own in the test cluster takes the lines of MESSAGES messages, as the mx and
-mailstore nodes log them (11 lines each: postscreen, smtpd, the policy service, cleanup, rspamd,
-qmgr, LMTP, Dovecot), 24 hours of traffic at a steady rate, through the ingester's own loop
-(mailstack.tracing.ingest.serve: the omprog protocol, parsing, one INSERT per line over TCP as
+mailstore nodes log them (11 lines each, panel_traces.inbound_chain: postscreen, smtpd, the
+policy service, cleanup, rspamd, qmgr, LMTP, Dovecot), 24 hours of traffic at a steady rate,
+through the ingester's own loop (mailstack.tracing.ingest.serve: the omprog protocol, parsing, one INSERT per line over TCP as
 the trace role). Side by side in one run: parsing alone, and parsing with storing, in ROUNDS
 rounds each (the spread). Then searches as the panel makes them (tracing.search.search), as an
 operator and as a domain admin: by recipient, sender, Message-ID and queue id, p50 and p95.
@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 # The account tests' cluster fixture (postgres), imported to be used here.
-from panel_postgres import TRACE_PASSWORD, TRACE_ROLE, migrated_database, postgres  # noqa: F401
+from panel_postgres import migrated_database, postgres  # noqa: F401
+from panel_traces import inbound_chain, trace_dsn
 
 from mailstack.tracing import ingest
 from mailstack.tracing.lines import parse
@@ -52,42 +53,19 @@ def queue_id(n: int) -> str:
 
 def day_of_lines(count: int, start: datetime) -> list[str]:
     """`count` messages' lines, evenly over 24 hours from `start`, as rsyslog's template hands
-    them over."""
+    them over (panel_traces.inbound_chain: 11 lines each)."""
     lines = []
     step = timedelta(days=1) / count
     for n in range(count):
-        at = start + n * step
-        qid, msgid = queue_id(n), f"{n}.bench@peer.example"
-        client, port = f"192.0.2.{n % 250 + 1}", 40000 + n % 20000
-        sender = f"s{n % 5000}@peer{n % 97}.example"
-        recipient = f"u{n % 2000}@d{n % DOMAINS}.example"
-        steps = [
-            ("mx1", "postfix/postscreen[11]:", f"CONNECT from [{client}]:{port} to [10.0.0.11]:25"),
-            ("mx1", "postfix/postscreen[11]:", f"PASS OLD [{client}]:{port}"),
-            ("mx1", "postfix/smtpd[12]:", f"connect from mail.peer.example[{client}]"),
-            ("mx1", "mailstack-policyd[13]:",
-             f"INFO greylist: passed client={client} network=192.0.2.0/24 sender={sender} "
-             f"recipient={recipient} passes=3"),
-            ("mx1", "postfix/smtpd[12]:", f"{qid}: client=mail.peer.example[{client}]"),
-            ("mx1", "postfix/cleanup[14]:", f"{qid}: message-id=<{msgid}>"),
-            ("mx1", "rspamd[15]:",
-             f"<ab12>; task; rspamd_task_write_log: id: <{msgid}>, qid: <{qid}>, ip: {client}, "
-             f"from: <{sender}>, (default: F (no action): [0.40/15.00] [ARC_NA(0.00){{}},"
-             f"MIME_GOOD(-0.10){{text/plain;}}]), len: 3100, time: 30.0ms, dns req: 2, "
-             f"digest: <0f>, rcpts: <{recipient}>, mime_rcpts: <{recipient}>"),
-            ("mx1", "postfix/qmgr[16]:", f"{qid}: from=<{sender}>, size=3100, nrcpt=1 (queue active)"),
-            ("mailstore1", "dovecot[21]:",
-             f"lmtp({recipient})<31><kJ2xAbCdEf>: sieve: msgid=<{msgid}>: stored mail into "
-             "mailbox 'INBOX'"),
-            ("mx1", "postfix/lmtp[17]:",
-             f"{qid}: to=<{recipient}>, relay=mailstore.private[10.0.0.30]:24, delay=0.2, "
-             f"delays=0.08/0.03/0.04/0.05, dsn=2.0.0, status=sent (250 2.0.0 <{recipient}> "
-             "kJ2xAbCdEf Saved)"),
-            ("mx1", "postfix/qmgr[16]:", f"{qid}: removed"),
-        ]  # fmt: skip
-        for i, (host, tag, text) in enumerate(steps):
-            stamp = (at + timedelta(milliseconds=5 * i)).isoformat()
-            lines.append(json.dumps({"time": stamp, "host": host, "tag": tag, "message": text}))
+        lines += inbound_chain(
+            start + n * step,
+            sender=f"s{n % 5000}@peer{n % 97}.example",
+            recipient=f"u{n % 2000}@d{n % DOMAINS}.example",
+            qid=queue_id(n),
+            msgid=f"{n}.bench@peer.example",
+            client=f"192.0.2.{n % 250 + 1}",
+            port=40000 + n % 20000,
+        )
     return lines
 
 
@@ -102,10 +80,7 @@ def test_tracing_ingest_and_search(tracing_db):
 
     from tracing.search import Criteria, search
 
-    dsn = (
-        f"host=127.0.0.1 port={tracing_db.port} dbname={DATABASE} user={TRACE_ROLE} "
-        f"password={TRACE_PASSWORD}"
-    )
+    dsn = trace_dsn(tracing_db, DATABASE)
     per_round = MESSAGES // ROUNDS
     start = datetime(2026, 12, 1, tzinfo=UTC)
     rounds = [day_of_lines(per_round, start + timedelta(days=r)) for r in range(ROUNDS)]
