@@ -57,7 +57,7 @@ _RSPAMD_FIELD = {
     "recipients": re.compile(r"\brcpts: <(?P<v>[^<>]*)>"),
 }
 _RSPAMD_VERDICT = re.compile(
-    r"\(\w+: [TFS] \((?P<action>[a-z ]+)\): \[(?P<score>-?[\d.]+)/(?P<required>-?[\d.]+)\]"
+    r"\(\w+: [TFS] \((?P<action>[a-z ]+)\): \[(?P<score>-?\d+(?:\.\d+)?)/(?P<required>-?\d+(?:\.\d+)?)\]"
 )
 
 _DOVECOT_LMTP = re.compile(

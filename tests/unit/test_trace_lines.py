@@ -154,6 +154,15 @@ def test_utf8_and_idn_addresses_keep_their_form_and_search_by_ascii_domain():
     assert domain_of("nobody") == "" and domain_of("") == ""
 
 
+def test_a_score_that_is_no_number_is_no_score_and_no_error():
+    parsed = line(
+        "rspamd[301]:",
+        "<c0ffee>; task; rspamd_task_write_log: id: <a@b>, qid: <" + QID + ">, "
+        "(default: F (no action): [1.2.3/15.00] []), len: 9",
+    )
+    assert parsed.queue_id == QID and parsed.score is None
+
+
 def test_the_null_sender_has_no_domain():
     parsed = line("postfix/qmgr[205]:", f"{QID}: from=<>, size=1, nrcpt=1 (queue active)")
     assert parsed.sender == "" and parsed.sender_domain == ""
